@@ -1,0 +1,60 @@
+"""Encoder contract and the tower that turns an encoder's features into unit-norm embeddings.
+
+Every encoder is an ``nn.Module`` with ``kind`` (image/text/audio/tabular/timeseries), ``output_dim``
+(feature width F) and ``forward(inputs) -> (B', F)`` that sees **only the present rows**; the
+:class:`ModalityTower` selects those rows, projects to the shared dimension D, L2-normalises and puts
+zeros in absent rows. Encoders therefore never see placeholders, and batch-independent layers
+(GroupNorm/LayerNorm, never BatchNorm) keep ``encode`` independent of the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """Base class of modality encoders (see module docstring)."""
+
+    kind: str = ""
+    output_dim: int = 0
+
+
+class ModalityTower(nn.Module):
+    """encoder -> projection head (Linear, or MLP) -> L2 normalisation; absent rows stay zero.
+
+    Args:
+        encoder: the modality's encoder.
+        embed_dim: the shared dimension D.
+        head: "linear" or "mlp" (Linear-GELU-Linear).
+    """
+
+    def __init__(self, encoder: Encoder, embed_dim: int, head: str = "linear"):
+        super().__init__()
+        self.encoder = encoder
+        self.embed_dim = embed_dim
+        f = encoder.output_dim
+        if head == "linear":
+            self.head: nn.Module = nn.Linear(f, embed_dim)
+        else:
+            self.head = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Unnormalised projected features of present rows only: (B', D)."""
+        return self.head(self.encoder(inputs))
+
+    def forward(self, inputs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Embed a batch: (B, ...) inputs and (B,) mask -> (B, D) unit rows, zeros where absent."""
+        b = present.shape[0]
+        if bool(present.all()):
+            return F.normalize(self.features(inputs), dim=-1)
+        out = torch.zeros(b, self.embed_dim, dtype=self.head_dtype(), device=present.device)
+        idx = present.nonzero(as_tuple=True)[0]
+        if idx.numel() == 0:
+            return out
+        emb = F.normalize(self.features(inputs[idx]), dim=-1)
+        return out.index_copy(0, idx, emb.to(out.dtype))
+
+    def head_dtype(self) -> torch.dtype:
+        return next(self.head.parameters()).dtype

@@ -1,0 +1,73 @@
+"""The one error hierarchy of modalign.
+
+Every error a user can cause derives from :class:`ModalignError`; messages name the value and the fix.
+"""
+
+from __future__ import annotations
+
+
+class ModalignError(Exception):
+    """Base class of every error modalign raises on purpose."""
+
+
+class ConfigError(ModalignError):
+    """An experiment config or argument is invalid."""
+
+
+class DataError(ModalignError):
+    """A sample cannot be read or is invalid.
+
+    Attributes:
+        reason: short machine-readable reason (e.g. ``missing_file``), used to count skips.
+        row: 0-based row number in the manifest, when known.
+        column: manifest column (modality name), when known.
+        path: the file involved, when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "invalid",
+        row: int | None = None,
+        column: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.row = row
+        self.column = column
+        self.path = path
+        self.detail = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        if self.path is not None:
+            where.append(f"file {self.path}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.detail} [{self.reason}]" if prefix else f"{self.detail} [{self.reason}]"
+
+    def located(self, *, row: int | None = None, column: str | None = None) -> DataError:
+        """Return a copy with the row/column filled in (keeps what is already known)."""
+        return DataError(
+            self.detail,
+            reason=self.reason,
+            row=self.row if self.row is not None else row,
+            column=self.column if self.column is not None else column,
+            path=self.path,
+        )
+
+
+class CheckpointError(ModalignError):
+    """A checkpoint or saved model is missing, truncated, foreign or incompatible."""
+
+
+class RegistryError(ModalignError, KeyError):
+    """An unknown or duplicate registry name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])

@@ -1,0 +1,49 @@
+"""Core data types passed between data, model, objectives and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A collated batch keyed by modality *name*.
+
+    Attributes:
+        inputs: ``inputs[name]`` tensor with leading dim B; absent rows hold a placeholder.
+        present: ``present[name]`` bool tensor (B,); False means the modality is absent.
+        ids: sample ids, length B.
+        labels: optional label columns, each a list of length B (None where missing).
+        extras: extra per-modality tensors a transform needs (e.g. text attention masks).
+    """
+
+    inputs: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+    ids: list[str]
+    labels: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """Unit-norm embeddings per modality name.
+
+    Attributes:
+        emb: ``emb[name]`` (B, D), L2-normalised rows; absent rows are zeros and must be ignored.
+        present: ``present[name]`` bool (B,).
+    """
+
+    emb: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """A scalar loss and the float metrics to log with it."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
