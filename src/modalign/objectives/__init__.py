@@ -1,6 +1,13 @@
-"""Objectives: pure functions in :mod:`functional` plus registered ``nn.Module`` wrappers."""
+"""Objectives: pure functions in :mod:`functional` plus registered ``nn.Module`` wrappers.
 
-from modalign.objectives import contrastive  # noqa: F401  (registers objectives)
+Registered names (``modalign.registry.names("objective")``): clip, siglip, dcl, dclw, cwcl, symile,
+m3co, soft_clip, m2mix, uniformity, alignment, cross_uniformity, cua, cuaxu, affinity_distillation,
+momentum_itc.
+"""
+
+from modalign.objectives import contrastive, distill, mixup, regularizers, symile  # noqa: F401
 from modalign.objectives.base import CombinedObjective, Objective
+from modalign.objectives.distill import ema_update_
+from modalign.objectives.symile import SymileObjective
 
-__all__ = ["CombinedObjective", "Objective"]
+__all__ = ["CombinedObjective", "Objective", "SymileObjective", "ema_update_"]

@@ -17,7 +17,9 @@ def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * (x @ y.T)).clamp_min(0)
 
 
-def uniformity(x: torch.Tensor, t: float = 2.0, *, present: torch.Tensor | None = None) -> torch.Tensor:
+def uniformity(
+    x: torch.Tensor, t: float = 2.0, *, present: torch.Tensor | None = None
+) -> torch.Tensor:
     """Uniformity ``log mean_{i<j} exp(−t‖x_i − x_j‖²)`` (lower = more uniform on the sphere).
 
     Wang & Isola, *Understanding Contrastive Representation Learning through Alignment and
@@ -66,7 +68,7 @@ def alignment(
 def cross_uniformity(
     a: torch.Tensor, b: torch.Tensor, t: float = 2.0, *, present: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-modal uniformity ``log mean_{i≠j} exp(−t‖a_i − b_j‖²)`` over ordered off-diagonal pairs.
+    """Cross-modal uniformity ``log mean_{i≠j} exp(−t‖a_i − b_j‖²)`` (ordered off-diagonal pairs).
 
     Fahim et al., *It's Not a Modality Gap: Characterizing and Addressing the Contrastive Gap*,
     arXiv 2405.18570, Sec. 5.

@@ -13,7 +13,9 @@ from modalign.errors import ConfigError
 from modalign.objectives._pairwise import _select, info_nce, soft_cross_entropy, zero_loss
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def slerp(
+    a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """Row-wise spherical interpolation ``[sin(λθ) a + sin((1−λ)θ) b]/sin θ``, ``θ = arccos⟨a, b⟩``.
 
     ``λ`` weights ``a`` (λ = 1 gives ``a``). The cosine is clamped to ``[−1+eps, 1−eps]`` and

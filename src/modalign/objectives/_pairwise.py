@@ -1,9 +1,9 @@
 """Pairwise contrastive losses on two embedding matrices: InfoNCE, SigLIP, DCL(W), CWCL.
 
 Public through :mod:`modalign.objectives.functional`. Every function takes unit rows ``a, b``
-``(B, D)`` (row i of ``a`` pairs with row i of ``b``) and a ``present`` mask ``(B,)``: absent rows are
-deleted before anything is computed, so they are neither anchors nor candidates and the result equals
-the loss on the batch with those rows removed.
+``(B, D)`` (row i of ``a`` pairs with row i of ``b``) and a ``present`` mask ``(B,)``: absent
+rows are deleted before anything is computed, so they are neither anchors nor candidates and the
+result equals the loss on the batch with those rows removed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from modalign.errors import ConfigError
 
 
-def pair_mask(present_a: torch.Tensor | None, present_b: torch.Tensor | None) -> torch.Tensor | None:
+def pair_mask(
+    present_a: torch.Tensor | None, present_b: torch.Tensor | None
+) -> torch.Tensor | None:
     """Rows where both modalities are present, or None when nothing is masked.
 
     Args:

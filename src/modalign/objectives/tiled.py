@@ -69,7 +69,8 @@ class _TiledInfoNCE(torch.autograd.Function):
         n = a.shape[0]
         acc = row_lse.dtype
         s = scale.to(a.dtype)
-        # G_ij = (P^row_ij + P^col_ij − 2δ_ij)/(2B); dL/da = s·G b, dL/db = s·Gᵀ a, dL/ds = Σ G⊙(a bᵀ).
+        # G_ij = (P^row_ij + P^col_ij − 2δ_ij)/(2B); dL/da = s·G b, dL/db = s·Gᵀ a,
+        # dL/ds = Σ G⊙(a bᵀ).
         coef = grad_out.to(acc) / (2 * n)
         grad_a = torch.zeros_like(a)
         grad_b = torch.zeros_like(b)
@@ -99,7 +100,7 @@ class _TiledInfoNCE(torch.autograd.Function):
 
 
 class _TiledSigLIP(torch.autograd.Function):
-    """SigLIP ``(1/B)[Σ_ij softplus(Z_ij) − Σ_i Z_ii]`` with ``Z = s·a bᵀ + t``; saves nothing big."""
+    """SigLIP ``(1/B)[Σ_ij softplus(Z_ij) − Σ_i Z_ii]``, ``Z = s·a bᵀ + t``; saves no tile."""
 
     @staticmethod
     def forward(  # type: ignore[override]
