@@ -118,8 +118,9 @@ def soft_clip(
 ) -> torch.Tensor:
     """Soft-CLIP: contrastive loss whose targets are ``b``'s own similarity distribution.
 
-    ``P = a bᵀ/τ``, ``Q = rowsoftmax(b bᵀ/τ)`` (detached), ``L = ½[SCE(P, Q) + SCE(Pᵀ, Q)]``
-    (MindEye, Scotti et al., arXiv 2305.18274, Sec. 2.3; used by M3CoL after the mixup phase).
+    ``P = a bᵀ/τ``, ``Q = rowsoftmax(b bᵀ/τ)``, ``L = ½[SCE(P, Q) + SCE(Pᵀ, Q)]`` (MindEye, Scotti
+    et al., arXiv 2305.18274, Sec. 2.3; used by M3CoL after the mixup phase). As in the reference,
+    ``Q`` is not detached: when both towers train, the gradient also flows through the targets.
 
     Args:
         a: (B, D) unit rows (predictions).
@@ -134,7 +135,7 @@ def soft_clip(
     if a.shape[0] < 1:
         return zero_loss(a, b)
     logits = a @ b.T / temperature
-    targets = torch.softmax(b @ b.T / temperature, dim=1).detach()
+    targets = torch.softmax(b @ b.T / temperature, dim=1)
     return 0.5 * (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.T, targets))
 
 
