@@ -55,10 +55,16 @@ def modality_subsets(names: Sequence[str], cap: int = 64, seed: int = 0) -> list
     return [tuple(names[i] for i in c) for c in chosen]
 
 
-def _base_present(inputs: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+def _base_present(
+    inputs: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
     out = {}
     for m, x in inputs.items():
-        p = np.ones(len(x), dtype=bool) if present is None or m not in present else np.asarray(present[m], bool)
+        p = (
+            np.ones(len(x), dtype=bool)
+            if present is None or m not in present
+            else np.asarray(present[m], bool)
+        )
         out[m] = p
     return out
 
@@ -90,7 +96,9 @@ def subset_table(
     rows = []
     for subset in modality_subsets(list(inputs), cap, seed):
         p = {m: base[m] if m in subset else np.zeros_like(base[m]) for m in inputs}
-        rows.append({"modalities": list(subset), **evaluate_tasks(tasks, predict(inputs, p), targets)})
+        rows.append(
+            {"modalities": list(subset), **evaluate_tasks(tasks, predict(inputs, p), targets)}
+        )
     return rows
 
 
@@ -148,7 +156,9 @@ def label_dependent_missingness(
     y = np.asarray(labels)
     out = {}
     for m, p in n_or_present.items():
-        probs = np.array([float(drop.get(m, {}).get(v.item() if hasattr(v, "item") else v, 0.0)) for v in y])
+        probs = np.array(
+            [float(drop.get(m, {}).get(v.item() if hasattr(v, "item") else v, 0.0)) for v in y]
+        )
         if np.any((probs < 0) | (probs > 1)):
             raise ConfigError(f"drop probabilities for {m!r} must be in [0, 1]")
         out[m] = np.asarray(p, bool) & (rng.random(len(y)) >= probs)

@@ -44,14 +44,22 @@ class AttentionFusion(FusionModule):
     ):
         super().__init__(dims)
         if d_model % heads != 0:
-            raise ConfigError(f"attention fusion: d_model={d_model} must be divisible by heads={heads}")
+            raise ConfigError(
+                f"attention fusion: d_model={d_model} must be divisible by heads={heads}"
+            )
         self.d_model, self.heads, self.layers, self.dropout = d_model, heads, layers, dropout
         self.output_dim = d_model
         self.proj = nn.ModuleDict({m: nn.Linear(d, d_model) for m, d in self.dims.items()})
         self.pos = nn.Parameter(0.02 * torch.randn(len(self.names), d_model))
         self.cls = nn.Parameter(0.02 * torch.randn(d_model))
         layer = nn.TransformerEncoderLayer(
-            d_model, heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+            d_model,
+            heads,
+            4 * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         # enable_nested_tensor=False: padded tokens are simply masked, same math in train and eval.
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)

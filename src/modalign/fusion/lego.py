@@ -51,7 +51,9 @@ class _FeedForward(nn.Module):
 class _CrossAttention(nn.Module):
     """Pre-norm cross-attention with the extra softmax temperature 0.5, LeakyReLU(0.01) output."""
 
-    def __init__(self, q_dim: int, kv_dim: int, heads: int, head_dim: int, temperature: float = 0.5):
+    def __init__(
+        self, q_dim: int, kv_dim: int, heads: int, head_dim: int, temperature: float = 0.5
+    ):
         super().__init__()
         self.heads, self.head_dim, self.temperature = heads, head_dim, temperature
         self.q_norm, self.kv_norm = nn.LayerNorm(q_dim), nn.LayerNorm(kv_dim)
@@ -127,7 +129,9 @@ class LegoBlock(nn.Module):
         self.modality = nn.ModuleList(
             [_SelfBlock(token_dim, heads, head_dim, dropout, dead_attention) for _ in range(n)]
         )
-        self.cross = nn.ModuleList([_CrossAttention(latent_dim, token_dim, heads, head_dim) for _ in range(n)])
+        self.cross = nn.ModuleList(
+            [_CrossAttention(latent_dim, token_dim, heads, head_dim) for _ in range(n)]
+        )
         self.ff = nn.ModuleList([_FeedForward(latent_dim, dropout) for _ in range(n)])
 
     def forward(self, x: torch.Tensor, init: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,20 +194,26 @@ def merge_heads_slerp(
 ) -> torch.Tensor:
     """Whole-tensor spherical interpolation of two head weights.
 
-    With ``c = cos(w1, w2)``, ``θ = a · arccos c``, ``r = normalise(w2 - c w1)``, the result is
-    ``w1 cos θ + r sin θ``. modalign's ``alpha`` is the weight of head 1, as in the linear merge, so
-    ``a = 1 - alpha`` (alpha = 1 gives w1); ``reference_alpha=True`` uses ``a = alpha`` (the
-    original moves alpha towards head 2). cos is clamped, and (anti)parallel tensors fall back to
-    the linear merge.
+    With unit directions ``u_k = w_k/‖w_k‖``, ``c = u1·u2`` (clamped to [-1, 1]),
+    ``θ = a · arccos c`` and ``r = normalise(u2 - c u1)``, the result is
+    ``((1-a)‖w1‖ + a‖w2‖) (u1 cos θ + r sin θ)``: the direction moves along the great circle and
+    the norm linearly, so both endpoints are exact (the original code skips normalising w1 and
+    does not preserve norms). modalign's ``alpha`` is the weight of head 1, as in the linear
+    merge, so ``a = 1 - alpha`` (alpha = 1 gives w1); ``reference_alpha=True`` uses ``a = alpha``
+    (the original moves alpha towards head 2). (Anti)parallel tensors fall back to the linear
+    merge.
     """
     a = alpha if reference_alpha else 1.0 - alpha
     v1, v2 = w1.flatten(), w2.flatten()
-    c = torch.clamp(torch.dot(v1, v2) / (v1.norm() * v2.norm()).clamp_min(1e-12), -1.0, 1.0)
-    r = v2 - c * v1
-    if float(r.norm()) < 1e-8:
+    n1, n2 = v1.norm(), v2.norm()
+    u1, u2 = v1 / n1.clamp_min(1e-12), v2 / n2.clamp_min(1e-12)
+    c = torch.clamp(torch.dot(u1, u2), -1.0, 1.0)
+    r = u2 - c * u1
+    if float(r.norm()) < 1e-6:
         return merge_heads_linear(w1, w2, 1.0 - a)
     theta = a * torch.arccos(c)
-    return (v1 * torch.cos(theta) + F.normalize(r, dim=0) * torch.sin(theta)).view_as(w1)
+    direction = u1 * torch.cos(theta) + F.normalize(r, dim=0) * torch.sin(theta)
+    return ((1 - a) * n1 + a * n2) * direction.view_as(w1)
 
 
 @register("fusion", "lego")
@@ -247,7 +257,9 @@ class LegoFusion(FusionModule):
         if merge not in ("sum", "mean", "product"):
             raise ConfigError(f"lego merge must be 'sum', 'mean' or 'product', got {merge!r}")
         if order is not None and sorted(order) != sorted(self.names):
-            raise ConfigError(f"lego order {list(order)} must list every modality {list(self.names)} once")
+            raise ConfigError(
+                f"lego order {list(order)} must list every modality {list(self.names)} once"
+            )
         self.mode, self.merge = mode, merge
         self.order = tuple(order) if order is not None else self.names
         self.block_kwargs = dict(
@@ -262,13 +274,21 @@ class LegoFusion(FusionModule):
             weight_sharing=weight_sharing,
             dead_attention=dead_attention,
         )
-        self.blocks = nn.ModuleDict({m: LegoBlock(d, **self.block_kwargs) for m, d in self.dims.items()})
+        self.blocks = nn.ModuleDict(
+            {m: LegoBlock(d, **self.block_kwargs) for m, d in self.dims.items()}
+        )
         self.init_latent = nn.Parameter(torch.randn(latent_channels, latent_dim))  # stack mode
         self.norm = nn.LayerNorm(latent_dim)
         self.output_dim = latent_dim
 
     def config(self) -> dict:
-        return {"dims": self.dims, "mode": self.mode, "merge": self.merge, "order": list(self.order), **self.block_kwargs}
+        return {
+            "dims": self.dims,
+            "mode": self.mode,
+            "merge": self.merge,
+            "order": list(self.order),
+            **self.block_kwargs,
+        }
 
     @classmethod
     def from_blocks(cls, blocks: Mapping[str, tuple[int, LegoBlock]], **kwargs) -> LegoFusion:
@@ -282,7 +302,9 @@ class LegoFusion(FusionModule):
             fusion.blocks[m].load_state_dict(blk.state_dict())
         return fusion
 
-    def forward(self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> FusionOutput:
+    def forward(
+        self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
+    ) -> FusionOutput:
         """Fuse.
 
         Args:

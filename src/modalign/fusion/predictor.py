@@ -82,7 +82,9 @@ class _Scaler(nn.Module):
 
 
 def _mlp_encoder(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+    )
 
 
 class FusionPredictor(nn.Module):
@@ -157,7 +159,10 @@ class FusionPredictor(nn.Module):
         if encoder == "mlp":
             hid = feature_dim if encoder_hidden is None else encoder_hidden
             self.encoders = nn.ModuleDict(
-                {m: _mlp_encoder(d, hid, feature_dim, encoder_dropout) for m, d in self.input_dims.items()}
+                {
+                    m: _mlp_encoder(d, hid, feature_dim, encoder_dropout)
+                    for m, d in self.input_dims.items()
+                }
             )
             fdims = {m: feature_dim for m in self.names}
         else:
@@ -167,7 +172,9 @@ class FusionPredictor(nn.Module):
         self.fusion = lookup("fusion", fusion)(fdims, **self.fusion_kwargs)
         self.heads = TaskHeads(self.fusion.output_dim, self.tasks, head_hidden, head_dropout)
         self.aux = (
-            nn.ModuleDict({m: TaskHeads(fdims[m], self.tasks, head_hidden, head_dropout) for m in self.names})
+            nn.ModuleDict(
+                {m: TaskHeads(fdims[m], self.tasks, head_hidden, head_dropout) for m in self.names}
+            )
             if aux_heads
             else None
         )
@@ -203,7 +210,8 @@ class FusionPredictor(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(directory / "model.safetensors", save(state))
         atomic_write_json(
-            directory / "config.json", {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config()}
+            directory / "config.json",
+            {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config()},
         )
 
     @classmethod
@@ -231,7 +239,9 @@ class FusionPredictor(nn.Module):
         try:
             model.load_state_dict(load(blob))
         except (RuntimeError, Exception) as e:
-            raise CheckpointError(f"{directory}/model.safetensors does not fit its config: {e}") from e
+            raise CheckpointError(
+                f"{directory}/model.safetensors does not fit its config: {e}"
+            ) from e
         model.eval()
         return model
 
@@ -257,7 +267,11 @@ class FusionPredictor(nn.Module):
         unknown = set(inputs) - set(self.names)
         if unknown:
             raise DataError(f"unknown modalities {sorted(unknown)}; known: {list(self.names)}")
-        b = next(iter(inputs.values())).shape[0] if inputs else next(iter(present.values())).shape[0]
+        b = (
+            next(iter(inputs.values())).shape[0]
+            if inputs
+            else next(iter(present.values())).shape[0]
+        )
         dev = next(self.parameters()).device
         feats: dict[str, torch.Tensor] = {}
         mask: dict[str, torch.Tensor] = {}
@@ -297,7 +311,9 @@ class FusionPredictor(nn.Module):
             metrics["regularizer"] = float(fo.regularizer.detach())
         if out.aux_logits is not None:
             for m, lg in out.aux_logits.items():
-                aux = task_loss(self.tasks, lg, targets, row_mask=out.present[m], prefix=f"aux_{m}_")
+                aux = task_loss(
+                    self.tasks, lg, targets, row_mask=out.present[m], prefix=f"aux_{m}_"
+                )
                 total = total + self.aux_weight * aux.loss
                 metrics.update(aux.metrics)
         if self.contrastive_weight > 0 and len(out.features) >= 2:
@@ -376,7 +392,11 @@ class FusionPredictor(nn.Module):
         self.fit_scalers(inputs)
         n = _num_rows(inputs)
         x = {m: torch.as_tensor(np.asarray(v, dtype=np.float32)) for m, v in inputs.items()}
-        p = None if present is None else {m: torch.as_tensor(np.asarray(v, dtype=bool)) for m, v in present.items()}
+        p = (
+            None
+            if present is None
+            else {m: torch.as_tensor(np.asarray(v, dtype=bool)) for m, v in present.items()}
+        )
         targets = encode_targets(self.tasks, labels)
         bs = n if batch_size is None else batch_size
         opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
@@ -402,7 +422,9 @@ class FusionPredictor(nn.Module):
                 steps += 1
             history.append({k: v / steps for k, v in sums.items()})
             if not math.isfinite(history[-1].get("loss", 0.0)):
-                raise DataError(f"training diverged at epoch {epoch} (loss is not finite); lower lr")
+                raise DataError(
+                    f"training diverged at epoch {epoch} (loss is not finite); lower lr"
+                )
         self.progress = 1.0
         self.eval()
         return history
@@ -421,7 +443,11 @@ class FusionPredictor(nn.Module):
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             x = {m: torch.as_tensor(np.asarray(v[sl], dtype=np.float32)) for m, v in inputs.items()}
-            p = None if present is None else {m: torch.as_tensor(np.asarray(v[sl], dtype=bool)) for m, v in present.items()}
+            p = (
+                None
+                if present is None
+                else {m: torch.as_tensor(np.asarray(v[sl], dtype=bool)) for m, v in present.items()}
+            )
             out = self(x, p)
             for t in self.tasks:
                 chunks[t.name].append(probabilities(t, out.logits[t.name]).numpy())
@@ -444,7 +470,9 @@ class FusionPredictor(nn.Module):
             ConfigError: the fusion is not ``multimodn``.
         """
         if self.fusion_name != "multimodn":
-            raise ConfigError(f"explain() needs multimodn fusion; this model uses {self.fusion_name!r}")
+            raise ConfigError(
+                f"explain() needs multimodn fusion; this model uses {self.fusion_name!r}"
+            )
         self.eval()
         x = {
             m: torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, -1)
@@ -461,7 +489,9 @@ class FusionPredictor(nn.Module):
                 spec.name: probabilities(spec, out.step_logits[spec.name][t, 0]).numpy()
                 for spec in self.tasks
             }
-            contrib = {k: (v - prev[k]) if k in prev else np.zeros_like(v) for k, v in probs.items()}
+            contrib = {
+                k: (v - prev[k]) if k in prev else np.zeros_like(v) for k, v in probs.items()
+            }
             result.append(
                 {
                     "step": name,

@@ -1,0 +1,117 @@
+"""FusionPredictor: training runs, save/load round trip for every fusion, explain(), bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modalign.errors import CheckpointError, ConfigError, DataError
+from modalign.fusion import TaskSpec
+from modalign.fusion.predictor import FusionPredictor
+
+TASKS = [TaskSpec("y", classes=(0, 1)), TaskSpec("score", "regression", weight=0.2)]
+FUSIONS = {
+    "concat": {"hidden": 8},
+    "attention": {"d_model": 8, "heads": 2, "layers": 1},
+    "multimodn": {"state_dim": 8, "hidden": (8,), "shuffle": True, "state_change_weight": 0.1},
+    "lego": {
+        "latent_channels": 4,
+        "latent_dim": 8,
+        "heads": 2,
+        "head_dim": 4,
+        "tokens": 2,
+        "token_dim": 8,
+    },
+}
+
+
+def data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = {"a": rng.normal(size=(n, 4)) + y[:, None], "b": rng.normal(size=(n, 3)) - y[:, None]}
+    x["b"][:5] = np.nan  # NaN rows are absent
+    labels = {"y": list(y), "score": [float(v) if i % 3 else None for i, v in enumerate(y)]}
+    return x, labels
+
+
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+def test_fit_predict_save_load_round_trip(fusion, tmp_path):
+    x, labels = data()
+    m = FusionPredictor(
+        {"a": 4, "b": 3},
+        TASKS,
+        fusion=fusion,
+        fusion_kwargs=FUSIONS[fusion],
+        feature_dim=8,
+        aux_heads=True,
+        contrastive_weight=0.1,
+        modality_dropout={"a": 0.2},
+    )
+    hist = m.fit(x, labels, epochs=3, batch_size=16, lr=1e-2)
+    assert len(hist) == 3 and np.isfinite(hist[-1]["loss"])
+    p = m.predict(x)
+    assert p["y"].shape == (40, 2) and np.allclose(p["y"].sum(1), 1, atol=1e-5)
+    assert p["score"].shape == (40, 1)
+    m.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert meta["format"] == "modalign.fusion_predictor"
+    torch.manual_seed(123)
+    loaded = FusionPredictor.load(tmp_path / "model")
+    q = loaded.predict(x)
+    for k in p:
+        np.testing.assert_array_equal(p[k], q[k])
+
+
+def test_all_missing_sample_gets_prior_prediction_and_explain_steps():
+    x, labels = data()
+    m = FusionPredictor(
+        {"a": 4, "b": 3},
+        TASKS[:1],
+        fusion="multimodn",
+        fusion_kwargs=FUSIONS["multimodn"],
+        encoder="identity",
+    )
+    m.fit(x, labels, epochs=5, lr=1e-2)
+    none = m.predict({"a": np.full((2, 4), np.nan), "b": np.full((2, 3), np.nan)})["y"]
+    # Independent prior: the decoder applied to s0 directly.
+    with torch.no_grad():
+        prior = torch.softmax(m.heads(m.fusion.s0)["y"], dim=-1).numpy()
+    np.testing.assert_allclose(none, np.repeat(prior, 2, axis=0), atol=1e-6)
+    steps = m.explain({"a": x["a"][7], "b": None})
+    assert [s["step"] for s in steps] == ["prior", "a", "b"]
+    assert [s["present"] for s in steps] == [True, True, False]
+    np.testing.assert_allclose(steps[0]["probabilities"]["y"], prior[0], atol=1e-6)
+    np.testing.assert_allclose(steps[2]["contribution"]["y"], [0, 0], atol=1e-7)
+    full = m.predict({"a": x["a"][7:8], "b": np.full((1, 3), np.nan)})["y"][0]
+    np.testing.assert_allclose(steps[-1]["probabilities"]["y"], full, atol=1e-6)
+    total = np.sum([s["contribution"]["y"] for s in steps], axis=0)
+    np.testing.assert_allclose(steps[0]["probabilities"]["y"] + total, full, atol=1e-6)
+    assert m.explain({"a": None, "b": None})[-1]["probabilities"] == steps[0]["probabilities"]
+
+
+def test_explain_needs_multimodn():
+    m = FusionPredictor({"a": 4}, TASKS[:1], fusion="concat")
+    with pytest.raises(ConfigError, match="multimodn"):
+        m.explain({"a": np.zeros(4)})
+
+
+def test_fit_rejects_unknown_class_with_row_and_column():
+    x, labels = data()
+    labels["y"][11] = 5
+    m = FusionPredictor({"a": 4, "b": 3}, TASKS, fusion="concat")
+    with pytest.raises(DataError) as err:
+        m.fit(x, labels, epochs=1)
+    assert err.value.row == 11 and err.value.column == "y"
+
+
+def test_load_rejects_foreign_and_missing(tmp_path):
+    with pytest.raises(CheckpointError):
+        FusionPredictor.load(tmp_path / "nothing")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text('{"format": "other"}')
+    (tmp_path / "x" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a"):
+        FusionPredictor.load(tmp_path / "x")
