@@ -17,8 +17,8 @@ sk = pytest.importorskip("sklearn.metrics")
 
 
 def brute_auroc(y, s):
-    pos = [v for v, t in zip(s, y) if t]
-    neg = [v for v, t in zip(s, y) if not t]
+    pos = [v for v, t in zip(s, y, strict=True) if t]
+    neg = [v for v, t in zip(s, y, strict=True) if not t]
     total = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return total / (len(pos) * len(neg))
 
@@ -26,9 +26,9 @@ def brute_auroc(y, s):
 def brute_macro_f1(y, p, classes):
     out = []
     for c in classes:
-        tp = sum(1 for a, b in zip(y, p) if a == c and b == c)
-        fp = sum(1 for a, b in zip(y, p) if a != c and b == c)
-        fn = sum(1 for a, b in zip(y, p) if a == c and b != c)
+        tp = sum(1 for a, b in zip(y, p, strict=True) if a == c and b == c)
+        fp = sum(1 for a, b in zip(y, p, strict=True) if a != c and b == c)
+        fn = sum(1 for a, b in zip(y, p, strict=True) if a == c and b != c)
         prec = tp / (tp + fp) if tp + fp else 0.0
         rec = tp / (tp + fn) if tp + fn else 0.0
         out.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
@@ -73,7 +73,8 @@ def test_accuracy_and_macro_f1(seed):
 def test_mae_rmse():
     rng = np.random.default_rng(0)
     y, p = rng.normal(size=30), rng.normal(size=30)
-    assert math.isclose(P.mae(y, p), sum(abs(a - b) for a, b in zip(y, p)) / 30, rel_tol=1e-12)
+    brute = sum(abs(a - b) for a, b in zip(y, p, strict=True)) / 30
+    assert math.isclose(P.mae(y, p), brute, rel_tol=1e-12)
     assert math.isclose(P.mae(y, p), sk.mean_absolute_error(y, p), rel_tol=1e-12)
     assert math.isclose(P.rmse(y, p), math.sqrt(sk.mean_squared_error(y, p)), rel_tol=1e-12)
 

@@ -1,4 +1,4 @@
-"""Prediction metrics: accuracy, macro-F1, AUROC (binary and one-vs-rest), MAE and RMSE.
+"""Prediction metrics: accuracy, macro-F1, AUROC (binary, one-vs-rest), MAE and RMSE.
 
 Pure numpy, no scikit-learn at run time; tests check each against scikit-learn and a brute-force
 definition. Rows with a missing label (``mask`` False) are excluded before any metric.
@@ -21,7 +21,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence | None = None) -> float:
-    """Unweighted mean over classes of ``F1 = 2·TP / (2·TP + FP + FN)`` (0 when the class never occurs).
+    """Unweighted mean over classes of ``F1 = 2·TP / (2·TP + FP + FN)`` (0 for a class never seen).
 
     Args:
         y_true: (N,) class labels.
@@ -178,7 +178,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     # Boundaries of runs of equal values in sorted order.
     starts = np.r_[0, np.flatnonzero(xs[1:] != xs[:-1]) + 1]
     ends = np.r_[starts[1:], len(xs)]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         ranks[order[s:e]] = (s + 1 + e) / 2.0
     return ranks
 

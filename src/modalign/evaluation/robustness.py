@@ -175,7 +175,7 @@ def mnar_evaluation(
     present: Mapping[str, np.ndarray] | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Metrics under label-dependent test-time missingness (see :func:`label_dependent_missingness`)."""
+    """Metrics under label-dependent test-time missingness (label_dependent_missingness)."""
     p = label_dependent_missingness(labels, _base_present(inputs, present), drop, seed)
     res = evaluate_tasks(tasks, predict(inputs, p), targets)
     res["missing_fraction"] = float(1 - np.mean([v.mean() for v in p.values()]))

@@ -1,4 +1,4 @@
-"""Common contract of fusion modules: per-modality features + ``present`` masks -> one representation.
+"""Fusion contract: per-modality features + ``present`` masks -> one representation.
 
 Every fusion module is an ``nn.Module`` registered with ``@register("fusion", name)``, built as
 ``cls(dims, **kwargs)`` where ``dims`` maps modality *name* to its feature width F_m, and called as

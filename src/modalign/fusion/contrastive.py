@@ -4,8 +4,8 @@ Reference: "Multimodal Mixup Contrastive Learning" (M3CoL), arXiv 2409.17777, TM
 Both reduce to the soft-target cross-entropy ``SCE(Z, T) = (1/N) Σ_i -Σ_j T_ij log softmax(Z_i)_j``.
 
 * M3Co, direction a -> b: mix a with a permuted copy, ``ã_i = β_i a_i + (1-β_i) a_π(i)``;
-  ``Z = norm(ã) norm(b)ᵀ / τ`` (τ = 0.1); targets ``T_ii += β_i``, ``T_iπ(i) += 1-β_i`` (added, so rows
-  sum to 1 even when π(i) = i); loss ``½[SCE(Z, T) + SCE(Zᵀ, Tᵀ)]``. With every β = 1 it is the
+  ``Z = norm(ã) norm(b)ᵀ / τ`` (τ = 0.1); targets ``T_ii += β_i``, ``T_iπ(i) += 1-β_i`` (added, so
+  rows sum to 1 even when π(i) = i); loss ``½[SCE(Z, T) + SCE(Zᵀ, Tᵀ)]``. With every β = 1 it is the
   symmetric InfoNCE at τ = 0.1. ``target_mode="assign"`` reproduces the reference code's overwrite.
 * Soft-CLIP: ``P = p̂ t̂ᵀ/τ``, ``Q = rowsoftmax(t̂ t̂ᵀ/τ)`` (τ = 0.125), ``½[SCE(P, Q) + SCE(Pᵀ, Q)]``.
 

@@ -259,7 +259,7 @@ def task_loss(
         tasks: task specs.
         logits: task name -> (B, C).
         targets: task name -> Target.
-        row_mask: optional (B,) bool restricting the rows (e.g. modality present for unimodal heads).
+        row_mask: optional (B,) bool restricting the rows (e.g. modality present, for aux heads).
         prefix: metric name prefix.
 
     Returns:
@@ -292,8 +292,8 @@ def multistep_task_loss(
 
     Default: ``L = Σ_j w_j · mean_{(t, i) evaluated, label known} ℓ_j(P[t, j, i], y_j[i])``, the
     normaliser being the number of evaluated entries (skipped steps of a sample are not counted).
-    ``reference_compat``: ``Σ_j w_j Σ_{t evaluated} mean_i ℓ_j / (D_tasks (E+1))`` with cross-entropy
-    applied to sigmoid outputs, as the original code does.
+    ``reference_compat``: ``Σ_j w_j Σ_{t evaluated} mean_i ℓ_j / (D_tasks (E+1))``
+    with cross-entropy applied to sigmoid outputs, as the original code does.
 
     Args:
         tasks: task specs.

@@ -31,9 +31,9 @@ from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.contrastive import m3co_loss, sample_mixup, soft_clip_loss
 from modalign.fusion.heads import (
+    Target,
     TaskHeads,
     TaskSpec,
-    Target,
     encode_targets,
     multistep_task_loss,
     probabilities,
