@@ -39,7 +39,13 @@ def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
 
 
 class _TiledInfoNCE(torch.autograd.Function):
-    """Symmetric InfoNCE; inputs ``a, b (B, D)`` and scalar scale ``s``; saves only the LSEs."""
+    """Symmetric InfoNCE; inputs ``a, b (B, D)`` and scalar scale ``s``; saves only the LSEs.
+
+    Row i's loss is kept as ``LSE_j(Z_ij − Z_ii) >= 0`` rather than ``LSE_j Z_ij − Z_ii``: the
+    difference of two large numbers loses every digit in fp32 when the loss is small. Row and
+    column spans are the same, so the diagonal lies in the tiles with ``r0 == c0``; there the tile's
+    diagonal is overwritten with the directly computed ``Z_ii`` so that it cancels exactly.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -48,6 +54,7 @@ class _TiledInfoNCE(torch.autograd.Function):
         n = a.shape[0]
         acc = _acc_dtype(a)
         s = scale.to(a.dtype)
+        diag = (a * b).sum(1).to(acc) * scale.to(acc)  # (B,) Z_ii
         row_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
         col_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
         spans = _spans(n, chunk)
@@ -55,22 +62,27 @@ class _TiledInfoNCE(torch.autograd.Function):
             a_r = a[r0:r1] * s  # (R, D): scaling the smaller operand once is cheaper than the tile
             for c0, c1 in spans:
                 tile = (a_r @ b[c0:c1].T).to(acc)  # (R, C)
-                row_lse[r0:r1] = torch.logaddexp(row_lse[r0:r1], torch.logsumexp(tile, 1))
-                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], torch.logsumexp(tile, 0))
-        diag = (a * b).sum(1).to(acc) * scale.to(acc)  # (B,) Z_ii
-        loss = (row_lse.sum() + col_lse.sum() - 2 * diag.sum()) / (2 * n)
-        ctx.save_for_backward(a, b, scale, row_lse, col_lse)
+                if r0 == c0:
+                    tile.diagonal().copy_(diag[r0:r1])
+                rows = torch.logsumexp(tile - diag[r0:r1, None], 1)
+                cols = torch.logsumexp(tile - diag[None, c0:c1], 0)
+                row_lse[r0:r1] = torch.logaddexp(row_lse[r0:r1], rows)
+                col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], cols)
+        loss = (row_lse.sum() + col_lse.sum()) / (2 * n)
+        ctx.save_for_backward(a, b, scale, diag, row_lse, col_lse)
         ctx.chunk = chunk
         return loss.to(a.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        a, b, scale, row_lse, col_lse = ctx.saved_tensors
+        a, b, scale, diag, row_lse, col_lse = ctx.saved_tensors
         n = a.shape[0]
         acc = row_lse.dtype
         s = scale.to(a.dtype)
         # G_ij = (P^row_ij + P^col_ij − 2δ_ij)/(2B); dL/da = s·G b, dL/db = s·Gᵀ a,
-        # dL/ds = Σ G⊙(a bᵀ).
+        # dL/ds = Σ G⊙(a bᵀ). log P^row_ij = Z_ij − (Z_ii + row_lse_i).
+        row_norm = diag + row_lse
+        col_norm = diag + col_lse
         coef = grad_out.to(acc) / (2 * n)
         grad_a = torch.zeros_like(a)
         grad_b = torch.zeros_like(b)
@@ -83,24 +95,26 @@ class _TiledInfoNCE(torch.autograd.Function):
             for c0, c1 in spans:
                 b_c = b[c0:c1]
                 tile = (a_rs @ b_c.T).to(acc)  # (R, C) recomputed
-                g = torch.exp(tile - row_lse[r0:r1, None])
-                g += torch.exp(tile - col_lse[None, c0:c1])
+                g = torch.exp(tile - row_norm[r0:r1, None])
+                g += torch.exp(tile - col_norm[None, c0:c1])
+                if r0 == c0:
+                    # P_ii − 1 = expm1(−lse'): exact even when the positive takes all the mass.
+                    g.diagonal().copy_(torch.expm1(-row_lse[r0:r1]) + torch.expm1(-col_lse[r0:r1]))
                 g *= coef
                 g = g.to(a.dtype)
                 ga_r += (g @ b_c).to(acc)  # (R, D), not yet times s
                 grad_b[c0:c1] += g.T @ a_rs  # (C, D)
             grad_s += (ga_r * a_r.to(acc)).sum()
             grad_a[r0:r1] = (ga_r * scale.to(acc)).to(a.dtype)
-        # Diagonal (the −2δ_ij/(2B) term of G).
-        grad_a -= (coef * scale.to(acc) * 2).to(a.dtype) * b
-        grad_b -= (coef * scale.to(acc) * 2).to(a.dtype) * a
-        grad_s -= 2 * coef * (a * b).sum().to(acc)
         grad_scale = grad_s.to(scale.dtype) if ctx.needs_input_grad[2] else None
         return grad_a, grad_b, grad_scale, None
 
 
 class _TiledSigLIP(torch.autograd.Function):
-    """SigLIP ``(1/B)[Σ_ij softplus(Z_ij) − Σ_i Z_ii]``, ``Z = s·a bᵀ + t``; saves no tile."""
+    """SigLIP ``(1/B) Σ_ij softplus(−Y_ij Z_ij)``, ``Z = s·a bᵀ + t``; saves no tile.
+
+    The label sign only flips the diagonal, which lies in the tiles with ``r0 == c0``.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -120,12 +134,12 @@ class _TiledSigLIP(torch.autograd.Function):
             a_rs = a[r0:r1] * s
             for c0, c1 in spans:
                 tile = (a_rs @ b[c0:c1].T).to(acc) + bias.to(acc)  # (R, C)
+                if r0 == c0:
+                    tile.diagonal().neg_()  # Y_ii = +1
                 total += torch.nn.functional.softplus(tile).sum()
-        diag = (a * b).sum(1).to(acc) * scale.to(acc) + bias.to(acc)  # (B,) Z_ii
-        loss = (total - diag.sum()) / n
         ctx.save_for_backward(a, b, scale, bias)
         ctx.chunk = chunk
-        return loss.to(a.dtype)
+        return (total / n).to(a.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
@@ -133,7 +147,7 @@ class _TiledSigLIP(torch.autograd.Function):
         n = a.shape[0]
         acc = _acc_dtype(a)
         s = scale.to(a.dtype)
-        # dL/dZ_ij = (σ(Z_ij) − δ_ij)/B.
+        # dL/dZ_ij = σ(Z_ij)/B off the diagonal and −σ(−Z_ii)/B on it.
         coef = grad_out.to(acc) / n
         grad_a = torch.zeros_like(a)
         grad_b = torch.zeros_like(b)
@@ -146,7 +160,12 @@ class _TiledSigLIP(torch.autograd.Function):
             ga_r = torch.zeros((r1 - r0, a.shape[1]), dtype=acc, device=a.device)
             for c0, c1 in spans:
                 b_c = b[c0:c1]
-                g = torch.sigmoid((a_rs @ b_c.T).to(acc) + bias.to(acc))  # (R, C)
+                tile = (a_rs @ b_c.T).to(acc) + bias.to(acc)  # (R, C)
+                if r0 == c0:
+                    tile.diagonal().neg_()
+                g = torch.sigmoid(tile)
+                if r0 == c0:
+                    g.diagonal().neg_()
                 grad_t += g.sum()
                 g *= coef
                 g = g.to(a.dtype)
@@ -154,15 +173,11 @@ class _TiledSigLIP(torch.autograd.Function):
                 grad_b[c0:c1] += g.T @ a_rs
             grad_s += (ga_r * a_r.to(acc)).sum()
             grad_a[r0:r1] = (ga_r * scale.to(acc)).to(a.dtype)
-        grad_a -= (coef * scale.to(acc)).to(a.dtype) * b
-        grad_b -= (coef * scale.to(acc)).to(a.dtype) * a
-        grad_s -= coef * (a * b).sum().to(acc)
-        grad_t = coef * grad_t - coef * n
         return (
             grad_a,
             grad_b,
             grad_s.to(scale.dtype) if ctx.needs_input_grad[2] else None,
-            grad_t.to(bias.dtype) if ctx.needs_input_grad[3] else None,
+            (coef * grad_t).to(bias.dtype) if ctx.needs_input_grad[3] else None,
             None,
         )
 
