@@ -1,4 +1,4 @@
-"""Every functional loss against a naive loop from the paper's formula: values and gradients (fp64)."""
+"""Every functional loss against a naive loop from the paper's formula: values and gradients."""
 
 from __future__ import annotations
 

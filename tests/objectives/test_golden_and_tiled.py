@@ -86,7 +86,7 @@ def test_siglip_goldens(chunk):
 
 
 def test_distill_goldens():
-    # open_clip DistillClipLoss distill term = TinyCLIP soft loss, student s = 1/0.07, teacher s = 100.
+    # open_clip DistillClipLoss distill term = TinyCLIP soft loss; student s = 1/0.07, teacher 100.
     close(fn.affinity_distillation(IMG, TXT, T_IMG, T_TXT, 1 / 0.07, 100.0), 10.18133823948451)
     close(fn.affinity_distillation(IMG, TXT2, T_IMG, T_TXT, 1 / 0.07, 100.0), 5.628974725592963)
 
