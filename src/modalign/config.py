@@ -1,0 +1,243 @@
+"""The pydantic schema of an experiment: every default lives here, the validated config is frozen.
+
+Relative paths in a config are resolved against the current working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modalign.errors import ConfigError
+
+Kind = Literal["image", "audio", "text", "tabular"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageTransformConfig(_Frozen):
+    """Image loading: Pillow decode, grey or RGB, resize shorter side + centre crop, normalise."""
+
+    size: int = Field(224, gt=0, description="output height and width in pixels")
+    channels: Literal[1, 3] = Field(3, description="1 = greyscale, 3 = RGB")
+    mean: tuple[float, ...] = Field((0.5,), description="per-channel mean (one value = all)")
+    std: tuple[float, ...] = Field((0.5,), description="per-channel std (one value = all)")
+    max_pixels: int = Field(64_000_000, gt=0, description="decompression-bomb guard (w*h)")
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+
+
+class AudioTransformConfig(_Frozen):
+    """Audio loading: soundfile decode, mono mix-down, polyphase resampling, pad/crop, log-mel."""
+
+    sample_rate: int = Field(16000, gt=0, description="the model's sample rate in Hz")
+    max_seconds: float = Field(5.0, gt=0, description="longer clips are cropped, shorter padded")
+    n_fft: int = Field(400, gt=0)
+    hop_length: int = Field(160, gt=0)
+    n_mels: int = Field(64, gt=0)
+    f_min: float = 0.0
+    f_max: float | None = None
+
+
+class TextTransformConfig(_Frozen):
+    """Text: a BPE tokenizer trained on the training split with Hugging Face `tokenizers`."""
+
+    vocab_size: int = Field(8000, gt=10, description="upper bound of the learned vocabulary")
+    max_length: int = Field(64, gt=1, description="tokens kept per text (longer is truncated)")
+    lowercase: bool = True
+    min_frequency: int = Field(1, ge=1)
+
+
+class TabularTransformConfig(_Frozen):
+    """Tabular: numeric columns standardised with training statistics, categorical ones indexed."""
+
+    numeric: tuple[str, ...] = Field((), description="numeric manifest columns")
+    categorical: tuple[str, ...] = Field((), description="categorical manifest columns")
+
+
+_TRANSFORMS: dict[str, type[_Frozen]] = {
+    "image": ImageTransformConfig,
+    "audio": AudioTransformConfig,
+    "text": TextTransformConfig,
+    "tabular": TabularTransformConfig,
+}
+_DEFAULT_ENCODERS = {
+    "image": "image_cnn",
+    "audio": "audio_cnn",
+    "text": "text_transformer",
+    "tabular": "tabular_mlp",
+}
+
+
+class ModalityConfig(_Frozen):
+    """One named modality: where it is in the manifest, how it is read and encoded."""
+
+    kind: Kind
+    column: str | None = Field(None, description="manifest column; defaults to the modality name")
+    encoder: str | None = Field(None, description="registered encoder; default per kind")
+    preset: Literal["tiny", "small"] = "tiny"
+    encoder_params: dict[str, Any] = Field(default_factory=dict, description="override preset")
+    transform: Any = Field(default_factory=dict, description="kind-specific transform settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_transform(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in _TRANSFORMS:
+            t = data.get("transform") or {}
+            if isinstance(t, dict):
+                data = {**data, "transform": _TRANSFORMS[data["kind"]](**t)}
+        return data
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder if self.encoder is not None else _DEFAULT_ENCODERS[self.kind]
+
+
+class DataConfig(_Frozen):
+    manifest: Path = Field(..., description="JSONL, CSV or Parquet manifest, one row per sample")
+    archive: Path | None = Field(
+        None, description="tar(.gz) extracted next to itself when the manifest does not exist yet"
+    )
+    id_column: str = "id"
+    split_column: str = "split"
+    train_split: str = "train"
+    val_split: str | None = "val"
+    test_split: str | None = "test"
+    label_column: str | None = Field(None, description="class label, used by zero-shot evaluation")
+    on_error: Literal["skip", "fail"] = Field(
+        "skip", description="skip (and count) bad rows, or fail with a DataError"
+    )
+
+
+class ObjectiveConfig(_Frozen):
+    name: str = "clip"
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Frozen):
+    embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
+    head: Literal["linear", "mlp"] = "linear"
+
+
+class TrainerConfig(_Frozen):
+    max_steps: int = Field(1000, gt=0)
+    batch_size: int = Field(128, gt=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_steps: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
+    grad_clip: float | None = Field(1.0, description="max global grad norm; null disables")
+    seed: int = 0
+    checkpoint_every: int = Field(200, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    val_every: int = Field(200, gt=0)
+    log_every: int = Field(10, gt=0)
+    threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
+
+
+class EvalConfig(_Frozen):
+    split: str = "test"
+    match_on: str | None = Field(
+        None, description="positives share this column's value; null = same id"
+    )
+    ks: tuple[int, ...] = (1, 5, 10)
+    zeroshot_text: str | None = Field(
+        None, description="text modality giving class prototypes; null = the first text modality"
+    )
+    batch_size: int = Field(256, gt=0)
+
+
+class ExperimentConfig(_Frozen):
+    """A whole experiment: data, modalities, model, objectives, trainer and evaluation."""
+
+    data: DataConfig
+    modalities: dict[str, ModalityConfig]
+    model: ModelConfig = ModelConfig()
+    objectives: tuple[ObjectiveConfig, ...] = (ObjectiveConfig(),)
+    trainer: TrainerConfig = TrainerConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("modalities")
+    @classmethod
+    def _some_modalities(cls, v: dict[str, ModalityConfig]) -> dict[str, ModalityConfig]:
+        if len(v) < 1:
+            raise ValueError("at least one modality is required")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _some_objectives(cls, v: tuple[ObjectiveConfig, ...]) -> tuple[ObjectiveConfig, ...]:
+        if len(v) < 1:
+            raise ValueError("at least one objective is required")
+        names = [o.name for o in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective names must be unique, got {names}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        if self.eval.zeroshot_text is not None:
+            m = self.modalities.get(self.eval.zeroshot_text)
+            if m is None or m.kind != "text":
+                raise ValueError(
+                    f"eval.zeroshot_text={self.eval.zeroshot_text!r} must name a text modality "
+                    f"in modalities ({list(self.modalities)})"
+                )
+        if self.trainer.warmup_steps > self.trainer.max_steps:
+            raise ValueError(
+                f"trainer.warmup_steps ({self.trainer.warmup_steps}) exceeds "
+                f"trainer.max_steps ({self.trainer.max_steps})"
+            )
+        return self
+
+    def column(self, modality: str) -> str:
+        m = self.modalities[modality]
+        return m.column if m.column is not None else modality
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a raw config dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, raw: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or a raw dict), apply ``--set`` overrides and validate it.
+
+    Raises:
+        ConfigError: unreadable file or a field that fails validation (the message names it).
+    """
+    if raw is None:
+        if path is None:
+            raise ConfigError("a config path or a raw dict is required")
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        ]
+        raise ConfigError(f"invalid config {path or ''}:\n" + "\n".join(lines)) from None

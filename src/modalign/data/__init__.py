@@ -1,0 +1,1 @@
+"""Manifests, per-modality transforms, datasets and collation."""

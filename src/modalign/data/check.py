@@ -1,0 +1,29 @@
+"""``modalign data check``: read every row through the transforms and list every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modalign.config import ExperimentConfig
+from modalign.data.dataset import fit_transforms, load_samples, split_rows
+from modalign.data.manifest import read_manifest
+from modalign.errors import DataError
+
+
+def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], int]:
+    """Every problem of every row (all splits) and the number of rows; nothing is written.
+
+    Transforms that learn state (tokenizer, statistics) are fitted in memory on the training split
+    (or every row when the manifest has no such split).
+    """
+    from modalign.build import build_sources
+
+    manifest = read_manifest(path)
+    sources = build_sources(cfg)
+    rows = split_rows(manifest, cfg.data.split_column, cfg.data.train_split) or list(range(len(manifest.rows)))
+    try:
+        fit_transforms(manifest, sources, rows)
+    except DataError as e:
+        return [e], len(manifest.rows)
+    result = load_samples(manifest, sources, range(len(manifest.rows)), on_error="skip", collect_all=True)
+    return result.errors, len(manifest.rows)

@@ -1,0 +1,37 @@
+"""One transform per modality kind: ``load(payload) -> Tensor | None``, ``collate``, ``fit``, save/restore.
+
+A transform turns what a manifest cell (or a user's ``encode`` input) holds into a tensor. ``load``
+raises :class:`~modalign.errors.DataError` with a reason for bad input and returns ``None`` when the
+value counts as missing (e.g. a tabular row of NaNs). Transforms are deterministic, so a dataset can
+be preprocessed once and cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modalign.data.transforms.base import Transform
+
+
+def build_transform(kind: str, params: dict[str, Any]) -> Transform:
+    """The transform of ``kind`` with plain keyword settings (from the config's ``transform``)."""
+    if kind == "image":
+        from modalign.data.transforms.image import ImageTransform
+
+        return ImageTransform(**params)
+    if kind == "audio":
+        from modalign.data.transforms.audio import AudioTransform
+
+        return AudioTransform(**params)
+    if kind == "text":
+        from modalign.data.transforms.text import TextTransform
+
+        return TextTransform(**params)
+    if kind == "tabular":
+        from modalign.data.transforms.tabular import TabularTransform
+
+        return TabularTransform(**params)
+    raise ValueError(f"unknown modality kind {kind!r}")
+
+
+__all__ = ["Transform", "build_transform"]

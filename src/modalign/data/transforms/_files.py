@@ -1,0 +1,22 @@
+"""Resolving a manifest cell that names a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modalign.errors import DataError
+
+
+def resolve_file(payload: Any, base_dir: Path) -> Path:
+    """The existing file a path cell names (relative paths start at ``base_dir``)."""
+    if not isinstance(payload, (str, Path)):
+        raise DataError(
+            f"expected a file path, got {type(payload).__name__}", reason="wrong_type"
+        )
+    path = Path(payload)
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise DataError("file not found", reason="missing_file", path=str(path))
+    return path

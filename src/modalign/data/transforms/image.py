@@ -1,0 +1,131 @@
+"""Image transform: Pillow decode, grey/RGB, resize shorter side + centre crop, normalise.
+
+Output (C, size, size) float32. Accepts a file path (PNG, JPEG, anything Pillow decodes), a PIL
+image or an (H, W) / (H, W, C) uint8 array.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modalign.data.transforms._files import resolve_file
+from modalign.data.transforms.base import Transform
+from modalign.errors import DataError
+
+_RESAMPLE = {"bilinear": 2, "bicubic": 3, "nearest": 0}  # PIL.Image.Resampling values
+
+
+class ImageTransform(Transform):
+    """Decode and normalise images.
+
+    Args:
+        size: output height and width.
+        channels: 1 (greyscale) or 3 (RGB).
+        mean, std: per-channel normalisation (one value applies to every channel).
+        max_pixels: images with more pixels are refused (decompression-bomb guard).
+        interpolation: resize filter.
+    """
+
+    kind = "image"
+
+    def __init__(
+        self,
+        size: int = 224,
+        channels: int = 3,
+        mean: tuple[float, ...] = (0.5,),
+        std: tuple[float, ...] = (0.5,),
+        max_pixels: int = 64_000_000,
+        interpolation: str = "bicubic",
+    ):
+        self.size = size
+        self.channels = channels
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.max_pixels = max_pixels
+        self.interpolation = interpolation
+        self._mean = torch.tensor(_per_channel(self.mean, channels)).view(-1, 1, 1)
+        self._std = torch.tensor(_per_channel(self.std, channels)).view(-1, 1, 1)
+
+    def load(self, payload: Any, base_dir: Path) -> torch.Tensor:
+        from PIL import Image
+
+        if isinstance(payload, np.ndarray):
+            if payload.ndim not in (2, 3) or payload.size == 0:
+                raise DataError(f"image array has shape {payload.shape}", reason="wrong_shape")
+            img = Image.fromarray(np.ascontiguousarray(payload))
+        elif isinstance(payload, Image.Image):
+            img = payload
+        else:
+            img = self._open(resolve_file(payload, base_dir))
+        img = img.convert("L" if self.channels == 1 else "RGB")
+        img = self._resize_crop(img)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
+        return (x - self._mean) / self._std
+
+    def _open(self, path: Path) -> Any:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+                w, h = img.size
+                if w * h > self.max_pixels:
+                    raise DataError(
+                        f"image is {w}x{h}, more than max_pixels={self.max_pixels}",
+                        reason="image_too_large",
+                        path=str(path),
+                    )
+                img.load()  # decodes now, so truncation is caught here
+        except DataError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise DataError(str(e), reason="image_too_large", path=str(path)) from None
+        except (OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"cannot decode image ({e})", reason="bad_image", path=str(path)) from None
+        if img.size[0] == 0 or img.size[1] == 0:
+            raise DataError("image has zero size", reason="bad_image", path=str(path))
+        return img
+
+    def _resize_crop(self, img: Any) -> Any:
+        w, h = img.size
+        s = self.size
+        if (w, h) != (s, s):
+            scale = s / min(w, h)
+            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+            img = img.resize((nw, nh), resample=_RESAMPLE[self.interpolation])
+            left, top = (nw - s) // 2, (nh - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+        return img
+
+    def placeholder(self) -> torch.Tensor:
+        return torch.zeros(self.channels, self.size, self.size)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "max_pixels": self.max_pixels,
+            "interpolation": self.interpolation,
+        }
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {"in_channels": self.channels, "image_size": self.size}
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:
+    if len(values) == 1:
+        return [float(values[0])] * channels
+    if len(values) != channels:
+        raise DataError(
+            f"normalisation has {len(values)} values for {channels} channels", reason="config"
+        )
+    return [float(v) for v in values]

@@ -1,0 +1,125 @@
+"""Tabular transform: standardised numeric columns (+ missing indicators) and indexed categories.
+
+A payload is a dict ``{column: value}`` (built from the manifest's columns) or, for a modality held in
+one column, a list of numbers. NaN/None count as missing: the feature becomes 0 after standardisation
+and its missing indicator 1; a row with every value missing is an absent modality (``load`` -> None).
+Output (2 * n_numeric + n_categorical,) float32: ``[z-scores, missing flags, category indices]``;
+category index 0 means missing or unseen in training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modalign.data.manifest import is_missing
+from modalign.data.transforms.base import Transform
+from modalign.errors import CheckpointError, DataError
+from modalign.io import atomic_write_json
+
+
+class TabularTransform(Transform):
+    """Standardise numeric features with training statistics; index categorical ones.
+
+    Args:
+        numeric: numeric column names (or ``()`` with ``width`` for a list-of-numbers column).
+        categorical: categorical column names.
+    """
+
+    kind = "tabular"
+
+    def __init__(self, numeric: tuple[str, ...] = (), categorical: tuple[str, ...] = ()):
+        self.numeric = tuple(numeric)
+        self.categorical = tuple(categorical)
+        self.mean: list[float] = []
+        self.std: list[float] = []
+        self.vocab: dict[str, dict[str, int]] = {c: {} for c in self.categorical}
+        self.width = len(self.numeric)
+
+    def _split(self, payload: Any) -> tuple[list[Any], list[Any]]:
+        if isinstance(payload, dict):
+            return [payload.get(c) for c in self.numeric], [payload.get(c) for c in self.categorical]
+        if isinstance(payload, (list, tuple)) and not self.categorical:
+            return list(payload), []
+        raise DataError(
+            f"expected a row of values or a list of numbers, got {type(payload).__name__}",
+            reason="wrong_type",
+        )
+
+    def _numbers(self, values: list[Any]) -> list[float]:
+        out = []
+        for name, v in zip(self.numeric or range(len(values)), values):
+            if is_missing(v):
+                out.append(math.nan)
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise DataError(f"feature {name!r} is not a number: {v!r}", reason="wrong_type")
+            try:
+                x = float(v)
+            except ValueError:
+                raise DataError(f"feature {name!r} is not a number: {v!r}", reason="wrong_type") from None
+            if math.isinf(x):
+                raise DataError(f"feature {name!r} is infinite", reason="non_finite")
+            out.append(x)
+        return out
+
+    def fit(self, payloads: list[Any]) -> None:
+        rows = [self._numbers(self._split(p)[0]) for p in payloads]
+        if not self.numeric and rows:
+            self.width = len(rows[0])
+        cols = list(zip(*rows)) if rows else [()] * self.width
+        self.mean, self.std = [], []
+        for col in cols:
+            seen = [x for x in col if not math.isnan(x)]
+            m = sum(seen) / len(seen) if seen else 0.0
+            var = sum((x - m) ** 2 for x in seen) / len(seen) if seen else 1.0
+            self.mean.append(m)
+            self.std.append(math.sqrt(var) if var > 0 else 1.0)
+        for i, c in enumerate(self.categorical):
+            values = sorted({str(v) for p in payloads if not is_missing(v := self._split(p)[1][i])})
+            self.vocab[c] = {v: j + 1 for j, v in enumerate(values)}
+
+    def load(self, payload: Any, base_dir: Path) -> torch.Tensor | None:
+        nums, cats = self._split(payload)
+        x = self._numbers(nums)
+        if len(x) != self.width:
+            raise DataError(f"expected {self.width} numbers, got {len(x)}", reason="wrong_shape")
+        if all(math.isnan(v) for v in x) and all(is_missing(c) for c in cats):
+            return None
+        z = [0.0 if math.isnan(v) else (v - m) / s for v, m, s in zip(x, self.mean, self.std)]
+        flags = [1.0 if math.isnan(v) else 0.0 for v in x]
+        idx = [
+            0.0 if is_missing(v) else float(self.vocab[c].get(str(v), 0))
+            for c, v in zip(self.categorical, cats)
+        ]
+        return torch.tensor(z + flags + idx, dtype=torch.float32)
+
+    def placeholder(self) -> torch.Tensor:
+        return torch.zeros(2 * self.width + len(self.categorical))
+
+    def settings(self) -> dict[str, Any]:
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+
+    def save_state(self, directory: Path, name: str) -> None:
+        state = {"mean": self.mean, "std": self.std, "vocab": self.vocab, "width": self.width}
+        atomic_write_json(directory / f"normalizer-{name}.json", state)
+
+    def load_state(self, directory: Path, name: str) -> None:
+        path = directory / f"normalizer-{name}.json"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read normaliser {path}: {e}") from None
+        self.mean, self.std = list(state["mean"]), list(state["std"])
+        self.vocab = {c: dict(v) for c, v in state["vocab"].items()}
+        self.width = int(state["width"])
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {
+            "n_numeric": self.width,
+            "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical],
+        }

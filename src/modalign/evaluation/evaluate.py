@@ -1,0 +1,88 @@
+"""Evaluate a model on preprocessed samples: retrieval for every ordered modality pair, zero-shot.
+
+Metric keys (stable): ``retrieval/{q}->{t}/R@{k}``, ``retrieval/{q}->{t}/median_rank``,
+``retrieval/{q}->{t}/n_queries``, ``zeroshot/{m}/accuracy``, ``zeroshot/{m}/mean_per_class_recall``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from itertools import permutations
+
+import numpy as np
+import torch
+
+from modalign.data.dataset import SampleSet, collate
+from modalign.evaluation.retrieval import best_positive_ranks, retrieval_metrics
+from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics
+from modalign.model import MultimodalModel
+
+
+@torch.no_grad()
+def embed_samples(model: MultimodalModel, samples: SampleSet, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """(N, D) embeddings of every modality of ``samples``; absent rows are zeros."""
+    model.eval()
+    sources = model.sources()
+    chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in sources}
+    for start in range(0, len(samples), batch_size):
+        idx = list(range(start, min(start + batch_size, len(samples))))
+        emb = model(collate(samples, idx, sources))
+        for name, e in emb.emb.items():
+            chunks[name].append(e.float().numpy())
+    return {n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()}
+
+
+def evaluate_samples(
+    model: MultimodalModel,
+    samples: SampleSet,
+    *,
+    match_on: str | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    label_column: str | None = None,
+    zeroshot_text: str | None = None,
+    class_prompts: dict[Hashable, list[str]] | None = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """All metrics of ``model`` on ``samples``.
+
+    Args:
+        match_on: positives share this column's value (kept in ``samples.columns``); None = same id.
+        label_column: class labels for zero-shot (in ``samples.columns``).
+        zeroshot_text: the text modality that embeds class prompts (default: the first one).
+        class_prompts: ``{label: [prompt, ...]}``; required for zero-shot (see ``prompts_by_label``).
+    """
+    emb = embed_samples(model, samples, batch_size)
+    keys = samples.ids if match_on is None else samples.columns[match_on]
+    out: dict[str, float] = {}
+    for q, t in permutations(model.modalities, 2):
+        qp, tp = samples.present(q).numpy(), samples.present(t).numpy()
+        qkeys = [k for k, p in zip(keys, qp) if p]
+        tkeys = [k for k, p in zip(keys, tp) if p]
+        ranks = best_positive_ranks(torch.from_numpy(emb[q][qp]), torch.from_numpy(emb[t][tp]), qkeys, tkeys)
+        for name, value in retrieval_metrics(ranks, ks).items():
+            out[f"retrieval/{q}->{t}/{name}"] = value
+        out[f"retrieval/{q}->{t}/n_queries"] = float((ranks >= 0).sum())
+    text = zeroshot_text or next((m for m in model.modalities if model.specs[m].kind == "text"), None)
+    if label_column is not None and text is not None and class_prompts:
+        labels = list(class_prompts)
+        prompts = [p for c in labels for p in class_prompts[c]]
+        prompt_labels = [c for c in labels for _ in class_prompts[c]]
+        classes, protos = class_prototypes(model.encode(prompts, modality=text), prompt_labels)
+        y_all = samples.columns[label_column]
+        for m in model.modalities:
+            if m == text:
+                continue
+            keep = samples.present(m).numpy() & np.asarray([y is not None for y in y_all])
+            y = [v for v, k in zip(y_all, keep) if k]
+            for name, value in zero_shot_metrics(emb[m][keep], y, classes, protos).items():
+                out[f"zeroshot/{m}/{name}"] = value
+    return out
+
+
+def prompts_by_label(texts: Sequence[object], labels: Sequence[object]) -> dict[Hashable, list[str]]:
+    """Distinct texts of each label (sorted), e.g. class names taken from a training split."""
+    found: dict[Hashable, set[str]] = {}
+    for text, label in zip(texts, labels):
+        if isinstance(text, str) and text.strip() and label is not None:
+            found.setdefault(label, set()).add(text)  # type: ignore[arg-type]
+    return {label: sorted(v) for label, v in found.items()}

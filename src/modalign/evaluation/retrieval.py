@@ -1,0 +1,59 @@
+"""Cross-modal retrieval metrics with hit-rate semantics (CLIP_benchmark / open_clip conventions).
+
+Rank (0-based) of candidate c+ for query q: ``#{c: S(q,c) > S(q,c+)} + #{c: S(q,c) = S(q,c+),
+idx(c) < idx(c+)}`` (lower index wins ties). A query's rank is the best rank of its positives;
+``R@k`` is the fraction of queries with rank < k (a hit if *any* positive is in the top k);
+``median_rank`` is open_clip's ``floor(median(rank)) + 1`` (1-based). Queries without any positive
+among the candidates are left out and counted (``n_queries_without_positive``).
+See shared/reference/EVALUATION.md §0-§1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import torch
+
+
+def best_positive_ranks(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    query_keys: Sequence[Hashable],
+    candidate_keys: Sequence[Hashable],
+    chunk_size: int = 1024,
+) -> np.ndarray:
+    """Rank of the best-ranked positive of every query; -1 where a query has no positive.
+
+    Args:
+        queries: (Q, D) unit rows. candidates: (K, D) unit rows.
+        query_keys, candidate_keys: a candidate is a positive of a query when their keys are equal.
+    """
+    codes: dict[Hashable, int] = {}
+    qk = torch.tensor([codes.setdefault(k, len(codes)) for k in query_keys])
+    ck = torch.tensor([codes.setdefault(k, len(codes)) for k in candidate_keys])
+    idx = torch.arange(candidates.shape[0])
+    out = []
+    for start in range(0, queries.shape[0], chunk_size):
+        s = queries[start : start + chunk_size].float() @ candidates.float().T  # (q, K)
+        pos = qk[start : start + chunk_size, None] == ck[None, :]  # (q, K)
+        best = torch.where(pos, s, torch.tensor(-torch.inf)).max(dim=1).values  # (q,)
+        # Among positives with the best score, the lowest index is the best-ranked one.
+        at_best = pos & (s == best[:, None])
+        first = torch.where(at_best, idx[None, :], idx.numel()).min(dim=1).values
+        rank = (s > best[:, None]).sum(1) + ((s == best[:, None]) & (idx[None, :] < first[:, None])).sum(1)
+        rank[~pos.any(1)] = -1
+        out.append(rank)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def retrieval_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """``R@k`` (hit rate) for each k and the 1-based median rank, over queries with a positive."""
+    valid = ranks[ranks >= 0]
+    out: dict[str, float] = {}
+    if valid.size == 0:
+        return {f"R@{k}": float("nan") for k in ks} | {"median_rank": float("nan")}
+    for k in ks:
+        out[f"R@{k}"] = float((valid < k).mean())
+    out["median_rank"] = float(np.floor(np.median(valid)) + 1)
+    return out

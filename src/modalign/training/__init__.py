@@ -1,0 +1,1 @@
+"""Training: the trainer loop, checkpoints and the end-to-end run."""

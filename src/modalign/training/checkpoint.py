@@ -1,0 +1,133 @@
+"""Training checkpoints: one safetensors file per step, written atomically, no pickle.
+
+A checkpoint holds the model and objective weights, the optimizer state, the torch RNG state and the
+data position (epoch, batch within epoch); scalars go into the safetensors metadata as JSON.
+Any failure to read one (missing, truncated, foreign) is a :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modalign.errors import CheckpointError
+from modalign.io import atomic_write_bytes
+
+KIND = "modalign-checkpoint"
+_NAME = re.compile(r"^step_(\d{8})\.safetensors$")
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where training stands: the next step to run and the data position it reads."""
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return directory / f"step_{step:08d}.safetensors"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files in ``directory``, oldest step first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(
+    directory: Path,
+    state: TrainState,
+    model: torch.nn.Module,
+    objective: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    keep: int,
+) -> Path:
+    """Write the checkpoint of ``state`` atomically and delete all but the newest ``keep``."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model/{k}"] = v
+    for k, v in objective.state_dict().items():
+        tensors[f"objective/{k}"] = v
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{idx}/{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    tensors["rng/torch"] = torch.get_rng_state()
+    meta = {
+        "kind": KIND,
+        "state": {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch},
+        "param_groups": opt["param_groups"],
+        "optim_scalars": scalars,
+    }
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    path = checkpoint_path(directory, state.step)
+    atomic_write_bytes(path, save(tensors, metadata={"modalign": json.dumps(meta)}))
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    objective: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> TrainState:
+    """Restore model, objective, optimizer and RNG from ``path``; returns the training state."""
+    tensors, meta = _read(path)
+    try:
+        model.load_state_dict(_strip(tensors, "model/"))
+        objective.load_state_dict(_strip(tensors, "objective/"))
+        opt_state: dict[int, dict[str, Any]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim/"):
+                _, idx, key = k.split("/", 2)
+                opt_state.setdefault(int(idx), {})[key] = v
+        for idx, extra in meta["optim_scalars"].items():
+            opt_state.setdefault(int(idx), {}).update(extra)
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng/torch"])
+        s = meta["state"]
+        return TrainState(step=int(s["step"]), epoch=int(s["epoch"]), batch_in_epoch=int(s["batch_in_epoch"]))
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} does not match this model/config: {e}") from None
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors.torch import load
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads(header["__metadata__"]["modalign"])
+    except Exception as e:  # SafetensorError, ValueError, KeyError: all mean "not ours / damaged"
+        raise CheckpointError(
+            f"{path} is truncated or not a modalign checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    if meta.get("kind") != KIND:
+        raise CheckpointError(f"{path} is not a modalign checkpoint")
+    return tensors, meta
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -1,0 +1,113 @@
+"""``modalign train``: config -> data -> model -> training -> saved model -> test report."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from modalign.build import build_model, build_objective, build_sources
+from modalign.config import ExperimentConfig
+from modalign.data.dataset import SampleSet, fit_transforms, split_rows
+from modalign.data.loading import load_split, open_manifest
+from modalign.errors import CheckpointError, ConfigError
+from modalign.evaluation.evaluate import evaluate_samples, prompts_by_label
+from modalign.evaluation.report import print_table, write_report
+from modalign.io import atomic_write_bytes
+from modalign.training.trainer import Trainer
+
+
+def run_training(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir`` and return the test-split metrics (also in report.json).
+
+    Writes ``model/``, ``checkpoints/``, ``transforms/``, ``metrics.jsonl``, ``config.yaml`` and
+    ``report.json``. With ``resume`` the newest checkpoint and the saved transforms are reused.
+    """
+    out = Path(out_dir)
+    started = time.perf_counter()
+    d = cfg.data
+    manifest = open_manifest(d.manifest, d.archive)
+    sources = build_sources(cfg)
+    transforms_dir = out / "transforms"
+    if resume:
+        if not (transforms_dir / "config.json").exists():
+            raise CheckpointError(f"nothing to resume in {out}: {transforms_dir} is missing")
+        for s in sources:
+            s.transform.load_state(transforms_dir, s.name)
+    else:
+        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+            raise ConfigError(f"{out} already holds a run; pass --resume or choose another --out")
+        train_rows = split_rows(manifest, d.split_column, d.train_split)
+        if not train_rows:
+            raise ConfigError(
+                f"data.train_split={d.train_split!r} selects no rows of {d.manifest} "
+                f"(column data.split_column={d.split_column!r})"
+            )
+        fit_transforms(manifest, sources, train_rows)
+    keep = [c for c in {d.label_column, cfg.eval.match_on} if c is not None]
+    common = dict(
+        split_column=d.split_column, id_column=d.id_column, keep_columns=keep,
+        on_error=d.on_error, show_progress=show_progress,
+    )
+    train = load_split(manifest, sources, d.train_split, **common)
+    val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
+    test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
+
+    torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
+    model = build_model(cfg, sources)
+    objective = build_objective(cfg)
+    if not resume:
+        model.save_transforms(transforms_dir)
+        atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
+    trainer = Trainer(
+        model, objective, train, sources, out, val=val if val is not None and len(val) else None,
+        show_progress=show_progress, on_step=on_step, **cfg.trainer.model_dump(),
+    )
+    trainer.fit(resume=resume)
+    model.save(out / "model")
+
+    metrics: dict[str, Any] = {}
+    if test is not None and len(test):
+        prompts = None
+        text = cfg.eval.zeroshot_text or next((n for n, m in cfg.modalities.items() if m.kind == "text"), None)
+        if d.label_column is not None and text is not None:
+            rows = [manifest.rows[i] for i in split_rows(manifest, d.split_column, d.train_split)]
+            prompts = prompts_by_label([r.get(cfg.column(text)) for r in rows], [r.get(d.label_column) for r in rows])
+        metrics = evaluate_samples(
+            model, test, match_on=cfg.eval.match_on, ks=cfg.eval.ks, label_column=d.label_column,
+            zeroshot_text=text, class_prompts=prompts, batch_size=cfg.eval.batch_size,
+        )
+        if show_progress:
+            print_table(metrics, title=f"{d.test_split} split")
+    metrics.update(skip_counts({"train": train, "val": val, "test": test}))
+    meta = {
+        "manifest": str(d.manifest),
+        "split": d.test_split,
+        "match_on": cfg.eval.match_on or "id",
+        "n_test": len(test) if test is not None else 0,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "steps": cfg.trainer.max_steps,
+    }
+    write_report(out / "report.json", metrics, meta)
+    return metrics
+
+
+def skip_counts(splits: dict[str, SampleSet | None]) -> dict[str, float]:
+    """``data/skipped/{split}/{reason}`` counts (only the non-zero ones)."""
+    out: dict[str, float] = {}
+    for split, s in splits.items():
+        for reason, n in Counter(s.skipped if s is not None else {}).items():
+            out[f"data/skipped/{split}/{reason}"] = float(n)
+    return out

@@ -1,0 +1,237 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, logging, validation, exact resume.
+
+Single process, CPU or one device. Data order is a pure function of (seed, epoch), the global torch
+RNG (dropout) is checkpointed, and the learning rate is a function of the step, so a run resumed from
+a checkpoint ends with bit-identical weights to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.objectives import CombinedObjective
+from modalign.training.checkpoint import (
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from modalign.training.schedule import lr_at
+from modalign.types import Batch
+
+
+class Trainer:
+    """Train ``model`` with ``objective`` on preprocessed samples.
+
+    Args:
+        out_dir: run directory; ``checkpoints/`` and ``metrics.jsonl`` are written there.
+        on_step: called after every step with ``(step, metrics)``; an exception it raises stops
+            training (tests use it to simulate a crash).
+        Remaining keywords mirror the ``trainer`` section of the config.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: CombinedObjective,
+        train: SampleSet,
+        sources: Sequence[ModalitySource],
+        out_dir: Path,
+        *,
+        val: SampleSet | None = None,
+        max_steps: int = 1000,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-6,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.0,
+        grad_clip: float | None = 1.0,
+        seed: int = 0,
+        checkpoint_every: int = 200,
+        keep_checkpoints: int = 2,
+        val_every: int = 200,
+        log_every: int = 10,
+        threads: int | None = None,
+        show_progress: bool = True,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+    ):
+        self.model, self.objective = model, objective
+        self.train_set, self.val_set, self.sources = train, val, list(sources)
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.max_steps, self.batch_size = max_steps, batch_size
+        self.lr, self.warmup_steps, self.min_lr_ratio = lr, warmup_steps, min_lr_ratio
+        self.grad_clip, self.seed = grad_clip, seed
+        self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
+        self.val_every, self.log_every = val_every, log_every
+        self.show_progress, self.on_step = show_progress, on_step
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(model, objective, weight_decay), lr=lr, betas=betas, eps=eps
+        )
+
+    # --- data order ---------------------------------------------------------------------------
+
+    def _batches_per_epoch(self) -> int:
+        return max(1, len(self.train_set) // self.batch_size)
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_set), generator=g)
+
+    def _batches(self, state: TrainState) -> Iterator[tuple[TrainState, Batch]]:
+        """Batches from ``state`` on; each comes with the position *after* it (drop-last epochs)."""
+        epoch, k = state.epoch, state.batch_in_epoch
+        per_epoch, b = self._batches_per_epoch(), min(self.batch_size, len(self.train_set))
+        while True:
+            order = self._epoch_order(epoch)
+            while k < per_epoch:
+                idx = order[k * b : (k + 1) * b].tolist()
+                k += 1
+                yield TrainState(0, epoch, k), collate(self.train_set, idx, self.sources)
+            epoch, k = epoch + 1, 0
+
+    # --- loop -----------------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> TrainState:
+        """Train to ``max_steps`` (from the newest checkpoint when ``resume``); returns the end state."""
+        state = TrainState(step=0, epoch=0, batch_in_epoch=0)
+        if resume and (ckpts := list_checkpoints(self.ckpt_dir)):
+            state = load_checkpoint(ckpts[-1], self.model, self.objective, self.optimizer)
+        self._trim_metrics(state.step)
+        batches = self._batches(state)
+        with self._progress(state.step) as advance, open(self.out_dir / "metrics.jsonl", "a") as log:
+            while state.step < self.max_steps:
+                position, batch = next(batches)
+                t0 = time.perf_counter()
+                metrics = self._train_step(state.step, batch)
+                metrics["samples_per_s"] = len(batch) / max(time.perf_counter() - t0, 1e-9)
+                state = TrainState(state.step + 1, position.epoch, position.batch_in_epoch)
+                if self.val_set is not None and (
+                    state.step % self.val_every == 0 or state.step == self.max_steps
+                ):
+                    metrics["val/loss"] = self.validate()
+                log.write(json.dumps({"step": state.step, **metrics}) + "\n")
+                log.flush()
+                if state.step % self.checkpoint_every == 0 or state.step == self.max_steps:
+                    save_checkpoint(
+                        self.ckpt_dir, state, self.model, self.objective, self.optimizer,
+                        self.keep_checkpoints,
+                    )
+                advance(metrics)
+                if self.on_step is not None:
+                    self.on_step(state.step, metrics)
+        return state
+
+    def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
+        """One optimizer step; returns the step's metrics."""
+        lr = lr_at(
+            step, lr=self.lr, warmup_steps=self.warmup_steps, max_steps=self.max_steps,
+            min_lr_ratio=self.min_lr_ratio,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        out = self.objective(self.model(batch))
+        out.loss.backward()
+        grad_norm = (
+            float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+            if self.grad_clip is not None
+            else float("nan")
+        )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.objective.clamp_()
+        return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": grad_norm, **out.metrics}
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean objective over fixed, in-order validation batches (eval mode)."""
+        assert self.val_set is not None
+        self.model.eval()
+        n, b, total, count = len(self.val_set), min(self.batch_size, len(self.val_set)), 0.0, 0
+        for start in range(0, n - b + 1, b):
+            batch = collate(self.val_set, list(range(start, start + b)), self.sources)
+            total += float(self.objective(self.model(batch)).loss)
+            count += 1
+        self.model.train()
+        return total / max(count, 1)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop log lines of steps after ``step`` (they are about to be run again)."""
+        path = self.out_dir / "metrics.jsonl"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+    def _progress(self, start: int) -> Any:
+        return _ProgressBar(start, self.max_steps, enabled=self.show_progress)
+
+
+class _ProgressBar:
+    """Rich progress bar showing loss, throughput and ETA (a no-op when disabled)."""
+
+    def __init__(self, start: int, total: int, enabled: bool):
+        self.start, self.total, self.enabled = start, total, enabled
+
+    def __enter__(self) -> Callable[[dict[str, float]], None]:
+        if not self.enabled:
+            return lambda metrics: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0)
+
+        def advance(metrics: dict[str, float]) -> None:
+            self.bar.update(self.task, advance=1, loss=metrics["loss"], rate=metrics["samples_per_s"])
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+def _param_groups(model: nn.Module, objective: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: 1-D params (norms, biases) and loss-side params are exempt."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    no_decay += [p for p in objective.parameters() if p.requires_grad]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
