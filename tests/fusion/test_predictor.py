@@ -115,3 +115,17 @@ def test_load_rejects_foreign_and_missing(tmp_path):
     (tmp_path / "x" / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="not a"):
         FusionPredictor.load(tmp_path / "x")
+
+
+def test_ema_decay_zero_equals_plain_training_and_bad_decay_rejected():
+    x, labels = data()
+    kw = dict(fusion="concat", fusion_kwargs={"hidden": 8}, feature_dim=8)
+    a = FusionPredictor({"a": 4, "b": 3}, TASKS, **kw)
+    b = FusionPredictor({"a": 4, "b": 3}, TASKS, **kw)
+    b.load_state_dict(a.state_dict())
+    a.fit(x, labels, epochs=3, seed=1)
+    b.fit(x, labels, epochs=3, seed=1, ema_decay=0.0)  # average of only the latest weights
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(va, vb, msg=ka)
+    with pytest.raises(ConfigError):
+        a.fit(x, labels, epochs=1, ema_decay=1.0)

@@ -371,6 +371,7 @@ class FusionPredictor(nn.Module):
         weight_decay: float = 0.0,
         batch_size: int | None = None,
         seed: int = 0,
+        ema_decay: float | None = None,
     ) -> list[dict[str, float]]:
         """Train with Adam; returns per-epoch mean metrics.
 
@@ -383,6 +384,9 @@ class FusionPredictor(nn.Module):
             weight_decay: Adam weight decay.
             batch_size: None trains full batch (the M3CoL ROSMAP recipe).
             seed: seeds shuffling, dropout and mixup.
+            ema_decay: when given, keep an exponential moving average of the weights
+                (``avg = d·avg + (1-d)·w`` after every step) and load it at the end; reduces the
+                run-to-run variance of small full-batch problems.
 
         Raises:
             DataError: a label outside the known classes (row and column named).
@@ -401,6 +405,9 @@ class FusionPredictor(nn.Module):
         bs = n if batch_size is None else batch_size
         opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)
         history = []
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        ema = None if ema_decay is None else [q.detach().clone() for q in self.parameters()]
         self.train()
         for epoch in range(epochs):
             self.progress = epoch / max(epochs, 1)
@@ -417,6 +424,10 @@ class FusionPredictor(nn.Module):
                 opt.zero_grad(set_to_none=True)
                 lo.loss.backward()
                 opt.step()
+                if ema is not None:
+                    with torch.no_grad():
+                        for a, q in zip(ema, self.parameters(), strict=True):
+                            a.lerp_(q, 1.0 - ema_decay)
                 for k, v in lo.metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
@@ -425,6 +436,10 @@ class FusionPredictor(nn.Module):
                 raise DataError(
                     f"training diverged at epoch {epoch} (loss is not finite); lower lr"
                 )
+        if ema is not None:
+            with torch.no_grad():
+                for a, q in zip(ema, self.parameters(), strict=True):
+                    q.copy_(a)
         self.progress = 1.0
         self.eval()
         return history
