@@ -63,9 +63,7 @@ FIT = dict(epochs=300, lr=2e-3, weight_decay=1e-4)
 def load_rosmap(root: Path) -> tuple[dict, np.ndarray, dict, np.ndarray]:
     """Train/test features per omics (N, 200) and 0/1 labels."""
     if not (root / "labels_tr.csv").exists():
-        sys.exit(
-            f"ROSMAP not found under {root}; pass --data DIR (folder with 1_tr.csv ... labels_te.csv)"
-        )
+        sys.exit(f"ROSMAP not found under {root}; pass --data DIR (folder holding 1_tr.csv etc.)")
 
     def read(name: str) -> np.ndarray:
         return np.loadtxt(root / name, delimiter=",")
