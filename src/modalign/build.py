@@ -6,6 +6,7 @@ from modalign.config import ExperimentConfig
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import encoder_kwargs
+from modalign.errors import ConfigError
 from modalign.model import ModalitySpec, MultimodalModel
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup
@@ -33,5 +34,10 @@ def build_model(cfg: ExperimentConfig, sources: list[ModalitySource]) -> Multimo
 def build_objective(cfg: ExperimentConfig) -> CombinedObjective:
     """The weighted sum of the configured objectives over the configured modalities."""
     names = list(cfg.modalities)
-    objectives = {o.name: lookup("objective", o.name)(names, **o.params) for o in cfg.objectives}
+    objectives = {}
+    for o in cfg.objectives:
+        try:
+            objectives[o.name] = lookup("objective", o.name)(names, **o.params)
+        except TypeError as e:  # an unknown or missing keyword in objectives[].params
+            raise ConfigError(f"objectives: {o.name}.params {dict(o.params)} are invalid: {e}") from None
     return CombinedObjective(objectives, {o.name: o.weight for o in cfg.objectives})

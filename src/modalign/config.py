@@ -183,6 +183,12 @@ class ExperimentConfig(_Frozen):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
+        from modalign.registry import lookup
+
+        for o in self.objectives:
+            lookup("objective", o.name)  # unknown names fail here, with close matches
+        for m in self.modalities.values():
+            lookup("encoder", m.encoder_name)
         if self.eval.zeroshot_text is not None:
             m = self.modalities.get(self.eval.zeroshot_text)
             if m is None or m.kind != "text":
@@ -234,10 +240,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config {path} must be a mapping at the top level")
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as e:
-        lines = [
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        ]
-        raise ConfigError(f"invalid config {path or ''}:\n" + "\n".join(lines)) from None
+    lines = _transform_errors(raw)
+    if not lines:
+        try:
+            return ExperimentConfig.model_validate(raw)
+        except ValidationError as e:
+            lines = [_line(err["loc"], err["msg"]) for err in e.errors()]
+    raise ConfigError(f"invalid config {path or ''}:\n" + "\n".join(lines))
+
+
+def _line(loc: tuple[Any, ...] | list[Any], msg: str) -> str:
+    return f"  {'.'.join(str(p) for p in loc)}: {msg}"
+
+
+def _transform_errors(raw: dict[str, Any]) -> list[str]:
+    # Transform settings are validated by the schema of the modality's kind; doing it here keeps
+    # the full dotted path (modalities.NAME.transform.FIELD) in the message.
+    modalities = raw.get("modalities")
+    if not isinstance(modalities, dict):
+        return []
+    lines = []
+    for name, m in modalities.items():
+        if not isinstance(m, dict) or m.get("kind") not in _TRANSFORMS or not isinstance(m.get("transform"), dict):
+            continue
+        try:
+            _TRANSFORMS[m["kind"]](**m["transform"])
+        except ValidationError as e:
+            lines += [_line(("modalities", name, "transform", *err["loc"]), err["msg"]) for err in e.errors()]
+    return lines

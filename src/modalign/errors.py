@@ -66,8 +66,8 @@ class CheckpointError(ModalignError):
     """A checkpoint or saved model is missing, truncated, foreign or incompatible."""
 
 
-class RegistryError(ModalignError, KeyError):
-    """An unknown or duplicate registry name."""
+class RegistryError(ConfigError, KeyError):
+    """An unknown or duplicate registry name (in a config, or a duplicate registration)."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])

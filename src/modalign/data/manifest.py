@@ -1,6 +1,6 @@
 """Read a manifest (JSONL, CSV or Parquet): one row per sample, one column per modality.
 
-A missing value (null, empty string, absent key, NaN) is ``None``: the modality is absent for that
+A missing value (null, the empty string, absent key, NaN) is ``None``: the modality is absent for that
 row. Other columns, nested JSON included, are kept as they are and ignored unless a config names them.
 """
 
@@ -27,11 +27,14 @@ class Manifest:
 
 
 def is_missing(value: Any) -> bool:
-    """True for null, empty/blank strings and float NaN."""
+    """True for null, the empty string and float NaN.
+
+    A whitespace-only string is *not* missing: it is reported as empty text (likely a data bug).
+    """
     if value is None:
         return True
     if isinstance(value, str):
-        return value.strip() == ""
+        return value == ""
     if isinstance(value, float):
         return math.isnan(value)
     return False

@@ -1,0 +1,173 @@
+"""End-to-end training: artifacts, exact resume, bad rows, bad configs, checkpoints, round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import modalign
+from conftest import tiny_config, write_jsonl
+from modalign.config import load_config
+from modalign.errors import CheckpointError, ConfigError, DataError
+from modalign.model import load_safetensors
+from modalign.training.checkpoint import list_checkpoints
+from modalign.training.run import run_training
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def train(manifest: Path, out: Path, **trainer: object) -> dict:
+    cfg = load_config(raw=tiny_config(manifest, **trainer))
+    return run_training(cfg, out, show_progress=False)
+
+
+def test_train_writes_artifacts_and_report(dataset: Path, tmp_path: Path) -> None:
+    metrics = train(dataset, tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("model/config.json", "model/model.safetensors", "model/tokenizer-text.json",
+                 "metrics.jsonl", "report.json", "config.yaml"):
+        assert (run / name).is_file(), name
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
+        "step_00000006.safetensors", "step_00000008.safetensors"]  # keep_checkpoints=2
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    report = json.loads((run / "report.json").read_text())
+    for q, t in [("audio", "image"), ("image", "audio"), ("text", "image"), ("image", "text")]:
+        for k in ("R@1", "R@5", "R@10", "median_rank"):
+            assert f"retrieval/{q}->{t}/{k}" in report
+    assert "zeroshot/image/accuracy" in report and "zeroshot/audio/accuracy" in report
+    assert report == {**{k: v for k, v in metrics.items()}, "meta": report["meta"]}
+
+
+def test_resumed_run_is_bit_identical(dataset: Path, tmp_path: Path) -> None:
+    # batch 8 over 48 training rows: 6 batches per epoch, so the step-3 checkpoint is mid-epoch
+    # and steps 7-8 run in the second epoch; text dropout makes the RNG state matter.
+    settings = dict(max_steps=8, batch_size=8, checkpoint_every=3)
+    train(dataset, tmp_path / "full", **settings)
+
+    def crash_at_5(step: int, metrics: dict) -> None:
+        if step == 5:
+            raise Crash
+
+    cfg = load_config(raw=tiny_config(dataset, **settings))
+    with pytest.raises(Crash):
+        run_training(cfg, tmp_path / "cut", show_progress=False, on_step=crash_at_5)
+    assert list_checkpoints(tmp_path / "cut" / "checkpoints")[-1].name == "step_00000003.safetensors"
+    run_training(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    a = (tmp_path / "full" / "model" / "model.safetensors").read_bytes()
+    b = (tmp_path / "cut" / "model" / "model.safetensors").read_bytes()
+    assert a == b
+    log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9))  # steps 4-5 were logged once, not twice
+    full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in log] == [r["loss"] for r in full]
+
+
+def test_second_run_into_the_same_directory_needs_resume(dataset: Path, tmp_path: Path) -> None:
+    train(dataset, tmp_path / "run", max_steps=3)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(dataset, tmp_path / "run", max_steps=3)
+
+
+def _with_bad_rows(dataset: Path, tmp_path: Path) -> Path:
+    rows = [json.loads(x) for x in dataset.read_text().splitlines()]
+    for r in rows:
+        r["image"], r["audio"] = str(dataset.parent / r["image"]), str(dataset.parent / r["audio"])
+    rows[2]["image"] = str(tmp_path / "gone.png")
+    rows[5]["text"] = " "
+    rows[9]["audio"] = str(tmp_path / "gone.wav")
+    write_jsonl(tmp_path / "bad.jsonl", rows)
+    return tmp_path / "bad.jsonl"
+
+
+def test_bad_rows_are_skipped_and_counted(dataset: Path, tmp_path: Path) -> None:
+    metrics = train(_with_bad_rows(dataset, tmp_path), tmp_path / "run", max_steps=2)
+    assert metrics["data/skipped/train/missing_file"] == 2
+    assert metrics["data/skipped/train/empty_text"] == 1
+
+
+def test_bad_rows_fail_fast_when_asked(dataset: Path, tmp_path: Path) -> None:
+    raw = tiny_config(_with_bad_rows(dataset, tmp_path), max_steps=2)
+    raw["data"]["on_error"] = "fail"
+    with pytest.raises(DataError) as e:
+        run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+    assert e.value.row == 2 and e.value.column == "image" and "gone.png" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("trainer.batch_size=1", "trainer.batch_size"),
+        ("data.on_error=ignore", "data.on_error"),
+        ("modalities.image.kind=video", "modalities.image.kind"),
+        ("modalities.audio.transform.n_mels=-3", "modalities.audio.transform.n_mels"),
+        ("trainer.unknown_field=3", "trainer.unknown_field"),
+    ],
+)
+def test_invalid_config_names_the_field(dataset: Path, tmp_path: Path, override: str, field: str) -> None:
+    import yaml
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(dataset)))
+    with pytest.raises(ConfigError) as e:
+        load_config(path, [override])
+    assert field in str(e.value)
+
+
+def test_unknown_names_list_the_available_ones(dataset: Path, tmp_path: Path) -> None:
+    raw = tiny_config(dataset)
+    raw["objectives"] = [{"name": "clipp"}]
+    with pytest.raises(ConfigError, match="did you mean clip"):
+        run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+
+
+def test_truncated_and_foreign_checkpoints_raise_checkpoint_error(dataset: Path, tmp_path: Path) -> None:
+    cfg = load_config(raw=tiny_config(dataset, max_steps=3, checkpoint_every=3))
+    run_training(cfg, tmp_path / "run", show_progress=False)
+    ckpt = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        run_training(cfg, tmp_path / "run", resume=True, show_progress=False)
+    torch.save({"weights": torch.zeros(3)}, ckpt)  # a pickle, never unpickled by us
+    with pytest.raises(CheckpointError):
+        run_training(cfg, tmp_path / "run", resume=True, show_progress=False)
+    weights = tmp_path / "run" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        modalign.load(tmp_path / "run" / "model")
+
+
+def test_save_load_round_trip_and_encode_inputs(dataset: Path, tmp_path: Path) -> None:
+    train(dataset, tmp_path / "run", max_steps=2)
+    model = modalign.load(tmp_path / "run" / "model")
+    root = dataset.parent
+    images = [f"images/{i}.png" for i in range(5)]
+    a = model.encode(images, modality="image", base_dir=root)
+    assert a.shape == (5, 16) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    pil = [Image.open(root / p) for p in images]
+    arrays = [np.asarray(p) for p in pil]
+    assert np.array_equal(model.encode(pil, modality="image"), a)
+    assert np.array_equal(model.encode(arrays, modality="image"), a)
+    # other batch sizes change float summation order only
+    assert np.allclose(model.encode(images, modality="image", batch_size=2, base_dir=root), a, atol=1e-6)
+    texts = ["a circle", "a cross"]
+    t = model.encode(texts, modality="text")
+    wav = model.encode([str(root / "audio/0.wav")], modality="audio")
+    again = modalign.load(tmp_path / "run" / "model")
+    assert np.array_equal(again.encode(images, modality="image", base_dir=root), a)
+    assert np.array_equal(again.encode(texts, modality="text"), t)
+    assert np.array_equal(again.encode([str(root / "audio/0.wav")], modality="audio"), wav)
+    with pytest.raises(DataError, match="unknown modality"):
+        model.encode(["x"], modality="caption")
+    with pytest.raises(DataError) as e:
+        model.encode(["ok", "  "], modality="text")
+    assert e.value.row == 1
