@@ -94,7 +94,8 @@ def _is_missing(v: Any) -> bool:
 
 
 def _class_index(spec: TaskSpec, v: Any, row: int) -> int:
-    assert spec.classes is not None  # guaranteed by num_outputs having been read
+    if spec.classes is None:
+        raise ConfigError(f"task {spec.name!r} needs classes (give them or call infer_classes)")
     classes = spec.classes
     if v in classes:
         return classes.index(v)
@@ -152,7 +153,7 @@ def encode_targets(
     out: dict[str, Target] = {}
     for spec in tasks:
         col = labels.get(spec.label_column)
-        vals = list(col) if col is not None else [None] * b
+        vals: list[Any] = list(col) if col is not None else [None] * b
         mask = torch.tensor([not _is_missing(v) for v in vals], dtype=torch.bool)
         if spec.kind == "multiclass":
             y = torch.tensor(
@@ -211,7 +212,7 @@ class TaskHeads(nn.Module):
     ):
         super().__init__()
         self.tasks = tuple(tasks)
-        heads = {}
+        heads: dict[str, nn.Module] = {}
         for t in self.tasks:
             if hidden is None:
                 heads[t.name] = nn.Linear(in_dim, t.num_outputs)

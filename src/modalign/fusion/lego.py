@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -262,7 +263,7 @@ class LegoFusion(FusionModule):
             )
         self.mode, self.merge = mode, merge
         self.order = tuple(order) if order is not None else self.names
-        self.block_kwargs = dict(
+        self.block_kwargs: dict[str, Any] = dict(
             latent_channels=latent_channels,
             latent_dim=latent_dim,
             depth=depth,

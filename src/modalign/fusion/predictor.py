@@ -72,6 +72,9 @@ class PredictorOutput:
 class _Scaler(nn.Module):
     """Per-feature affine input normalisation fitted on training rows: (x - shift) / scale."""
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, dim: int):
         super().__init__()
         self.register_buffer("shift", torch.zeros(dim))
@@ -345,6 +348,7 @@ class FusionPredictor(nn.Module):
         """Fit input normalisation on non-NaN training rows (no-op when ``normalize`` is None)."""
         for m in self.names:
             sc = self.scalers[m]
+            assert isinstance(sc, _Scaler)  # for the type checker; built in __init__
             x = inputs.get(m)
             if self.normalize is None or x is None:
                 continue
@@ -408,6 +412,7 @@ class FusionPredictor(nn.Module):
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {ema_decay}")
         ema = None if ema_decay is None else [q.detach().clone() for q in self.parameters()]
+        keep = 0.0 if ema_decay is None else ema_decay
         self.train()
         for epoch in range(epochs):
             self.progress = epoch / max(epochs, 1)
@@ -427,7 +432,7 @@ class FusionPredictor(nn.Module):
                 if ema is not None:
                     with torch.no_grad():
                         for a, q in zip(ema, self.parameters(), strict=True):
-                            a.lerp_(q, 1.0 - ema_decay)
+                            a.lerp_(q, 1.0 - keep)
                 for k, v in lo.metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
