@@ -39,7 +39,11 @@ def main() -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in ("README.md", "LICENSE.md"):
-            _add(tar, f"fsdd_digits/{name}", (Path(__file__).parent.parent / "data" / name).read_bytes())
+            _add(
+                tar,
+                f"fsdd_digits/{name}",
+                (Path(__file__).parent.parent / "data" / name).read_bytes(),
+            )
         used: set[int] = set()
         for r in rows:
             stem = Path(r["audio"]).stem

@@ -76,18 +76,39 @@ def tiny_config(manifest: Path, **trainer: Any) -> dict[str, Any]:
     return {
         "data": {"manifest": str(manifest), "label_column": "label"},
         "modalities": {
-            "image": {"kind": "image", "transform": {"size": 8, "channels": 1},
-                      "encoder_params": {"widths": [8, 16]}},
-            "audio": {"kind": "audio",
-                      "transform": {"sample_rate": 8000, "max_seconds": 0.4, "n_fft": 128,
-                                    "hop_length": 64, "n_mels": 16},
-                      "encoder_params": {"widths": [16, 16]}},
-            "text": {"kind": "text", "transform": {"vocab_size": 40, "max_length": 4},
-                     "encoder_params": {"width": 16, "depth": 1, "heads": 2, "dropout": 0.1}},
+            "image": {
+                "kind": "image",
+                "transform": {"size": 8, "channels": 1},
+                "encoder_params": {"widths": [8, 16]},
+            },
+            "audio": {
+                "kind": "audio",
+                "transform": {
+                    "sample_rate": 8000,
+                    "max_seconds": 0.4,
+                    "n_fft": 128,
+                    "hop_length": 64,
+                    "n_mels": 16,
+                },
+                "encoder_params": {"widths": [16, 16]},
+            },
+            "text": {
+                "kind": "text",
+                "transform": {"vocab_size": 40, "max_length": 4},
+                "encoder_params": {"width": 16, "depth": 1, "heads": 2, "dropout": 0.1},
+            },
         },
         "model": {"embed_dim": 16},
-        "trainer": {"max_steps": 8, "batch_size": 16, "lr": 0.003, "warmup_steps": 2,
-                    "checkpoint_every": 3, "val_every": 4, "seed": 0, **trainer},
+        "trainer": {
+            "max_steps": 8,
+            "batch_size": 16,
+            "lr": 0.003,
+            "warmup_steps": 2,
+            "checkpoint_every": 3,
+            "val_every": 4,
+            "seed": 0,
+            **trainer,
+        },
         "eval": {"match_on": "label"},
     }
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from conftest import tiny_config
 from typer.testing import CliRunner
 
 import modalign
-from conftest import tiny_config
 from modalign.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,14 @@ def test_version() -> None:
 
 def test_public_api_is_guarded() -> None:
     assert sorted(modalign.__all__) == sorted(
-        ["MultimodalModel", "__version__", "evaluate_samples", "load", "load_config", "run_training"]
+        [
+            "MultimodalModel",
+            "__version__",
+            "evaluate_samples",
+            "load",
+            "load_config",
+            "run_training",
+        ]
     )
     for name in modalign.__all__:
         assert getattr(modalign, name) is not None
@@ -48,7 +55,17 @@ def test_train_then_eval_from_the_cli(dataset: Path, tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump(tiny_config(dataset)))
     run = tmp_path / "run"
     result = CliRunner().invoke(
-        app, ["train", str(cfg), "--out", str(run), "--set", "trainer.max_steps=4", "--set", "trainer.seed=3"]
+        app,
+        [
+            "train",
+            str(cfg),
+            "--out",
+            str(run),
+            "--set",
+            "trainer.max_steps=4",
+            "--set",
+            "trainer.seed=3",
+        ],
     )
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -56,13 +73,28 @@ def test_train_then_eval_from_the_cli(dataset: Path, tmp_path: Path) -> None:
     assert sum(1 for _ in (run / "metrics.jsonl").open()) == 4
     out = tmp_path / "eval"
     result = CliRunner().invoke(
-        app, ["eval", str(run / "model"), "--data", str(dataset), "--split", "test",
-              "--match-on", "label", "--out", str(out)],
+        app,
+        [
+            "eval",
+            str(run / "model"),
+            "--data",
+            str(dataset),
+            "--split",
+            "test",
+            "--match-on",
+            "label",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     trained = json.loads((run / "report.json").read_text())
-    for key in ("retrieval/audio->image/R@1", "retrieval/text->audio/median_rank", "zeroshot/image/accuracy"):
+    for key in (
+        "retrieval/audio->image/R@1",
+        "retrieval/text->audio/median_rank",
+        "zeroshot/image/accuracy",
+    ):
         assert report[key] == trained[key], key  # the same model, split and semantics
     # id matching: every query has exactly one positive
     result = CliRunner().invoke(app, ["eval", str(run / "model"), "--data", str(dataset), "--out", str(out)])
@@ -82,12 +114,27 @@ def test_mdi_config_trains_on_another_image_text_manifest(dataset: Path, tmp_pat
     # columns id, image, text, split (+ audio, label and a nested "extra" that must be ignored)
     result = CliRunner().invoke(
         app,
-        ["train", str(ROOT / "configs" / "mdi_icons.yaml"), "--out", str(tmp_path / "run"),
-         "--set", f"data.manifest={dataset}", "--set", "trainer.max_steps=2",
-         "--set", "trainer.batch_size=16", "--set", "trainer.warmup_steps=1",
-         "--set", "modalities.image.preset=tiny"],
+        [
+            "train",
+            str(ROOT / "configs" / "mdi_icons.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            f"data.manifest={dataset}",
+            "--set",
+            "trainer.max_steps=2",
+            "--set",
+            "trainer.batch_size=16",
+            "--set",
+            "trainer.warmup_steps=1",
+            "--set",
+            "modalities.image.preset=tiny",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert set(k.split("/")[1] for k in report if k.startswith("retrieval/")) == {"image->text", "text->image"}
+    assert set(k.split("/")[1] for k in report if k.startswith("retrieval/")) == {
+        "image->text",
+        "text->image",
+    }
     assert report["retrieval/image->text/n_queries"] == 16

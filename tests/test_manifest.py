@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tiny_config, write_dataset, write_jsonl
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import tiny_config, write_dataset, write_jsonl
 from modalign.build import build_sources
 from modalign.cli import app
 from modalign.config import load_config
@@ -139,8 +139,12 @@ def test_data_check_reports_every_problem_and_writes_nothing(tmp_path: Path) -> 
     ]
     lines = out.splitlines()
     for row, col, reason, file in expected:
-        assert any(row + "," in ln or row + ":" in ln for ln in lines if reason in ln and col in ln and file in ln), (
-            row, reason, out,
+        assert any(
+            row + "," in ln or row + ":" in ln for ln in lines if reason in ln and col in ln and file in ln
+        ), (
+            row,
+            reason,
+            out,
         )
     assert "row 0" not in out
     assert "8 rows checked, 7 problem(s)" in out

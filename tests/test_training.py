@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config, write_jsonl
 from PIL import Image
 
 import modalign
-from conftest import tiny_config, write_jsonl
 from modalign.config import load_config
 from modalign.errors import CheckpointError, ConfigError, DataError
-from modalign.model import load_safetensors
 from modalign.training.checkpoint import list_checkpoints
 from modalign.training.run import run_training
 
@@ -31,11 +30,19 @@ def train(manifest: Path, out: Path, **trainer: object) -> dict:
 def test_train_writes_artifacts_and_report(dataset: Path, tmp_path: Path) -> None:
     metrics = train(dataset, tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("model/config.json", "model/model.safetensors", "model/tokenizer-text.json",
-                 "metrics.jsonl", "report.json", "config.yaml"):
+    for name in (
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer-text.json",
+        "metrics.jsonl",
+        "report.json",
+        "config.yaml",
+    ):
         assert (run / name).is_file(), name
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
-        "step_00000006.safetensors", "step_00000008.safetensors"]  # keep_checkpoints=2
+        "step_00000006.safetensors",
+        "step_00000008.safetensors",
+    ]  # keep_checkpoints=2
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
     report = json.loads((run / "report.json").read_text())

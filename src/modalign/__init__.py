@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["MultimodalModel", "__version__", "evaluate_samples", "load", "load_config", "run_training"]
+__all__ = [
+    "MultimodalModel",
+    "__version__",
+    "evaluate_samples",
+    "load",
+    "load_config",
+    "run_training",
+]
 
 if TYPE_CHECKING:
     from modalign.config import load_config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,7 +21,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """modalign: align, fuse, distill, retrieve and evaluate any number of modalities."""
 
@@ -61,13 +62,21 @@ def train(
 def eval_(
     model_dir: Path = typer.Argument(..., help="a model directory (RUN/model)"),
     data: Path = typer.Option(..., "--data", help="manifest to evaluate on"),
-    split: Optional[str] = typer.Option("test", "--split", help="split to evaluate ('' = all rows)"),
-    match_on: Optional[str] = typer.Option(None, "--match-on", help="positives share this column's value (default: same id)"),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="class labels for zero-shot (default: --match-on)"),
-    prompts_split: Optional[str] = typer.Option("train", "--prompts-split", help="split whose texts give class prompts"),
+    split: str | None = typer.Option("test", "--split", help="split to evaluate ('' = all rows)"),
+    match_on: str | None = typer.Option(
+        None, "--match-on", help="positives share this column's value (default: same id)"
+    ),
+    label_column: str | None = typer.Option(
+        None, "--label-column", help="class labels for zero-shot (default: --match-on)"
+    ),
+    prompts_split: str | None = typer.Option(
+        "train", "--prompts-split", help="split whose texts give class prompts"
+    ),
     split_column: str = typer.Option("split", "--split-column"),
     id_column: str = typer.Option("id", "--id-column"),
-    out: Optional[Path] = typer.Option(None, "--out", help="directory for report.json (default: model dir's parent)"),
+    out: Path | None = typer.Option(
+        None, "--out", help="directory for report.json (default: model dir's parent)"
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -75,8 +84,14 @@ def eval_(
 
     try:
         run_eval(
-            model_dir, data, split=split or None, match_on=match_on, label_column=label_column,
-            prompts_split=prompts_split, split_column=split_column, id_column=id_column,
+            model_dir,
+            data,
+            split=split or None,
+            match_on=match_on,
+            label_column=label_column,
+            prompts_split=prompts_split,
+            split_column=split_column,
+            id_column=id_column,
             out_dir=out if out is not None else model_dir.parent,
         )
     except ModalignError as e:

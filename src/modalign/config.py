@@ -144,9 +144,7 @@ class TrainerConfig(_Frozen):
 
 class EvalConfig(_Frozen):
     split: str = "test"
-    match_on: str | None = Field(
-        None, description="positives share this column's value; null = same id"
-    )
+    match_on: str | None = Field(None, description="positives share this column's value; null = same id")
     ks: tuple[int, ...] = (1, 5, 10)
     zeroshot_text: str | None = Field(
         None, description="text modality giving class prototypes; null = the first text modality"
@@ -190,8 +188,8 @@ class ExperimentConfig(_Frozen):
         for m in self.modalities.values():
             lookup("encoder", m.encoder_name)
         if self.eval.zeroshot_text is not None:
-            m = self.modalities.get(self.eval.zeroshot_text)
-            if m is None or m.kind != "text":
+            text = self.modalities.get(self.eval.zeroshot_text)
+            if text is None or text.kind != "text":
                 raise ValueError(
                     f"eval.zeroshot_text={self.eval.zeroshot_text!r} must name a text modality "
                     f"in modalities ({list(self.modalities)})"
@@ -223,7 +221,12 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, raw: dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    raw: dict[str, Any] | None = None,
+) -> ExperimentConfig:
     """Read a YAML config (or a raw dict), apply ``--set`` overrides and validate it.
 
     Raises:
@@ -261,7 +264,11 @@ def _transform_errors(raw: dict[str, Any]) -> list[str]:
         return []
     lines = []
     for name, m in modalities.items():
-        if not isinstance(m, dict) or m.get("kind") not in _TRANSFORMS or not isinstance(m.get("transform"), dict):
+        if (
+            not isinstance(m, dict)
+            or m.get("kind") not in _TRANSFORMS
+            or not isinstance(m.get("transform"), dict)
+        ):
             continue
         try:
             _TRANSFORMS[m["kind"]](**m["transform"])

@@ -114,7 +114,12 @@ class MultimodalModel(nn.Module):
                     except DataError as e:
                         raise e.located(row=start + k, column=modality) from None
                     if t is None:
-                        raise DataError("input is empty/missing", reason="missing", row=start + k, column=modality)
+                        raise DataError(
+                            "input is empty/missing",
+                            reason="missing",
+                            row=start + k,
+                            column=modality,
+                        )
                     items.append(t)
                 x = spec.transform.collate(items)
                 present = torch.ones(len(items), dtype=torch.bool)

@@ -36,9 +36,7 @@ def lookup(kind: str, name: str) -> Any:
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RegistryError(
-            f"unknown {kind} {name!r}; available: {', '.join(sorted(table)) or 'none'}{hint}"
-        )
+        raise RegistryError(f"unknown {kind} {name!r}; available: {', '.join(sorted(table)) or 'none'}{hint}")
     return table[name]
 
 

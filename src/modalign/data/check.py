@@ -20,7 +20,9 @@ def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], 
 
     manifest = read_manifest(path)
     sources = build_sources(cfg)
-    rows = split_rows(manifest, cfg.data.split_column, cfg.data.train_split) or list(range(len(manifest.rows)))
+    rows = split_rows(manifest, cfg.data.split_column, cfg.data.train_split) or list(
+        range(len(manifest.rows))
+    )
     try:
         fit_transforms(manifest, sources, rows)
     except DataError as e:

@@ -45,6 +45,11 @@ def load_split(
                     bar.update(task, completed=done)
 
         return load_samples(
-            manifest, sources, rows, id_column=id_column, keep_columns=keep_columns,
-            on_error=on_error, progress=update,
+            manifest,
+            sources,
+            rows,
+            id_column=id_column,
+            keep_columns=keep_columns,
+            on_error=on_error,
+            progress=update,
         )

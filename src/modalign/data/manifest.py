@@ -82,12 +82,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(
-                    f"line {line_no} is not valid JSON ({e.msg})", reason="bad_manifest", path=str(path)
+                    f"line {line_no} is not valid JSON ({e.msg})",
+                    reason="bad_manifest",
+                    path=str(path),
                 ) from None
             if not isinstance(row, dict):
-                raise DataError(
-                    f"line {line_no} is not a JSON object", reason="bad_manifest", path=str(path)
-                )
+                raise DataError(f"line {line_no} is not a JSON object", reason="bad_manifest", path=str(path))
             rows.append(row)
     return rows
 

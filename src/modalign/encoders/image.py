@@ -27,7 +27,10 @@ class ImageCNN(Encoder):
     kind = "image"
 
     def __init__(
-        self, in_channels: int = 3, image_size: int = 224, widths: Sequence[int] = (32, 64),
+        self,
+        in_channels: int = 3,
+        image_size: int = 224,
+        widths: Sequence[int] = (32, 64),
         dropout: float = 0.0,
     ):
         super().__init__()

@@ -36,7 +36,12 @@ class TabularMLP(Encoder):
         layers: list[nn.Module] = []
         width = 2 * n_numeric + cat_dim * len(cardinalities)
         for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            layers += [
+                nn.Linear(width, hidden),
+                nn.LayerNorm(hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+            ]
             width = hidden
         self.mlp = nn.Sequential(*layers)
         self.output_dim = hidden

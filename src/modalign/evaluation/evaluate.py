@@ -29,7 +29,9 @@ def embed_samples(model: MultimodalModel, samples: SampleSet, batch_size: int = 
         emb = model(collate(samples, idx, sources))
         for name, e in emb.emb.items():
             chunks[name].append(e.float().numpy())
-    return {n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()}
+    return {
+        n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()
+    }
 
 
 def evaluate_samples(

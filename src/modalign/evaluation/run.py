@@ -32,8 +32,13 @@ def run_eval(
     label_column = label_column if label_column is not None else match_on
     keep = [c for c in {match_on, label_column} if c is not None]
     samples = load_split(
-        manifest, model.sources(), split, split_column=split_column, id_column=id_column,
-        keep_columns=keep, show_progress=show,
+        manifest,
+        model.sources(),
+        split,
+        split_column=split_column,
+        id_column=id_column,
+        keep_columns=keep,
+        show_progress=show,
     )
     text = next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     prompts = None
@@ -42,7 +47,12 @@ def run_eval(
         column = model.specs[text].column
         prompts = prompts_by_label([r.get(column) for r in rows], [r.get(label_column) for r in rows])
     metrics = evaluate_samples(
-        model, samples, match_on=match_on, ks=ks, label_column=label_column, zeroshot_text=text,
+        model,
+        samples,
+        match_on=match_on,
+        ks=ks,
+        label_column=label_column,
+        zeroshot_text=text,
         class_prompts=prompts,
     )
     for reason, n in samples.skipped.items():
@@ -50,7 +60,12 @@ def run_eval(
     if show:
         print_table(metrics, title=f"{split or 'all'} split")
     if out_dir is not None:
-        meta = {"model": str(model_dir), "manifest": str(manifest_path), "split": split,
-                "match_on": match_on or "id", "n_samples": len(samples)}
+        meta = {
+            "model": str(model_dir),
+            "manifest": str(manifest_path),
+            "split": split,
+            "match_on": match_on or "id",
+            "n_samples": len(samples),
+        }
         write_report(Path(out_dir) / "report.json", metrics, meta)
     return metrics

@@ -12,7 +12,9 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 
-def class_prototypes(prompt_emb: np.ndarray, prompt_labels: Sequence[Hashable]) -> tuple[list[Hashable], np.ndarray]:
+def class_prototypes(
+    prompt_emb: np.ndarray, prompt_labels: Sequence[Hashable]
+) -> tuple[list[Hashable], np.ndarray]:
     """Classes (sorted) and their prototype matrix (C, D) from prompt embeddings (P, D)."""
     classes = sorted(set(prompt_labels), key=lambda c: (str(type(c)), c))  # type: ignore[type-var]
     labels = np.asarray([classes.index(c) for c in prompt_labels])

@@ -57,9 +57,12 @@ def run_training(
             )
         fit_transforms(manifest, sources, train_rows)
     keep = [c for c in {d.label_column, cfg.eval.match_on} if c is not None]
-    common = dict(
-        split_column=d.split_column, id_column=d.id_column, keep_columns=keep,
-        on_error=d.on_error, show_progress=show_progress,
+    common: dict[str, Any] = dict(
+        split_column=d.split_column,
+        id_column=d.id_column,
+        keep_columns=keep,
+        on_error=d.on_error,
+        show_progress=show_progress,
     )
     train = load_split(manifest, sources, d.train_split, **common)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
@@ -72,8 +75,15 @@ def run_training(
         model.save_transforms(transforms_dir)
         atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
     trainer = Trainer(
-        model, objective, train, sources, out, val=val if val is not None and len(val) else None,
-        show_progress=show_progress, on_step=on_step, **cfg.trainer.model_dump(),
+        model,
+        objective,
+        train,
+        sources,
+        out,
+        val=val if val is not None and len(val) else None,
+        show_progress=show_progress,
+        on_step=on_step,
+        **cfg.trainer.model_dump(),
     )
     trainer.fit(resume=resume)
     model.save(out / "model")
@@ -81,13 +91,23 @@ def run_training(
     metrics: dict[str, Any] = {}
     if test is not None and len(test):
         prompts = None
-        text = cfg.eval.zeroshot_text or next((n for n, m in cfg.modalities.items() if m.kind == "text"), None)
+        text = cfg.eval.zeroshot_text or next(
+            (n for n, m in cfg.modalities.items() if m.kind == "text"), None
+        )
         if d.label_column is not None and text is not None:
             rows = [manifest.rows[i] for i in split_rows(manifest, d.split_column, d.train_split)]
-            prompts = prompts_by_label([r.get(cfg.column(text)) for r in rows], [r.get(d.label_column) for r in rows])
+            prompts = prompts_by_label(
+                [r.get(cfg.column(text)) for r in rows], [r.get(d.label_column) for r in rows]
+            )
         metrics = evaluate_samples(
-            model, test, match_on=cfg.eval.match_on, ks=cfg.eval.ks, label_column=d.label_column,
-            zeroshot_text=text, class_prompts=prompts, batch_size=cfg.eval.batch_size,
+            model,
+            test,
+            match_on=cfg.eval.match_on,
+            ks=cfg.eval.ks,
+            label_column=d.label_column,
+            zeroshot_text=text,
+            class_prompts=prompts,
+            batch_size=cfg.eval.batch_size,
         )
         if show_progress:
             print_table(metrics, title=f"{d.test_split} split")

@@ -112,7 +112,10 @@ class Trainer:
             state = load_checkpoint(ckpts[-1], self.model, self.objective, self.optimizer)
         self._trim_metrics(state.step)
         batches = self._batches(state)
-        with self._progress(state.step) as advance, open(self.out_dir / "metrics.jsonl", "a") as log:
+        with (
+            self._progress(state.step) as advance,
+            open(self.out_dir / "metrics.jsonl", "a") as log,
+        ):
             while state.step < self.max_steps:
                 position, batch = next(batches)
                 t0 = time.perf_counter()
@@ -127,7 +130,11 @@ class Trainer:
                 log.flush()
                 if state.step % self.checkpoint_every == 0 or state.step == self.max_steps:
                     save_checkpoint(
-                        self.ckpt_dir, state, self.model, self.objective, self.optimizer,
+                        self.ckpt_dir,
+                        state,
+                        self.model,
+                        self.objective,
+                        self.optimizer,
                         self.keep_checkpoints,
                     )
                 advance(metrics)
@@ -138,7 +145,10 @@ class Trainer:
     def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
         """One optimizer step; returns the step's metrics."""
         lr = lr_at(
-            step, lr=self.lr, warmup_steps=self.warmup_steps, max_steps=self.max_steps,
+            step,
+            lr=self.lr,
+            warmup_steps=self.warmup_steps,
+            max_steps=self.max_steps,
             min_lr_ratio=self.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
@@ -212,7 +222,9 @@ class _ProgressBar:
             TimeRemainingColumn(),
         )
         self.bar.__enter__()
-        self.task = self.bar.add_task("train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0)
+        self.task = self.bar.add_task(
+            "train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0
+        )
 
         def advance(metrics: dict[str, float]) -> None:
             self.bar.update(self.task, advance=1, loss=metrics["loss"], rate=metrics["samples_per_s"])
@@ -226,7 +238,8 @@ class _ProgressBar:
 
 def _param_groups(model: nn.Module, objective: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only: 1-D params (norms, biases) and loss-side params are exempt."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)

@@ -11,9 +11,7 @@ from modalign.errors import DataError
 def resolve_file(payload: Any, base_dir: Path) -> Path:
     """The existing file a path cell names (relative paths start at ``base_dir``)."""
     if not isinstance(payload, (str, Path)):
-        raise DataError(
-            f"expected a file path, got {type(payload).__name__}", reason="wrong_type"
-        )
+        raise DataError(f"expected a file path, got {type(payload).__name__}", reason="wrong_type")
     path = Path(payload)
     if not path.is_absolute():
         path = base_dir / path

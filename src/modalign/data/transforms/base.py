@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class Transform:
         """The tensor collated in place of an absent row (never seen by encoders)."""
         raise NotImplementedError
 
-    def collate(self, items: list[torch.Tensor | None]) -> torch.Tensor:
+    def collate(self, items: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Stack items (B of them), using the placeholder for ``None``."""
         return torch.stack([self.placeholder() if x is None else x for x in items])
 

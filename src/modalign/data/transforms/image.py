@@ -125,7 +125,5 @@ def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:
     if len(values) == 1:
         return [float(values[0])] * channels
     if len(values) != channels:
-        raise DataError(
-            f"normalisation has {len(values)} values for {channels} channels", reason="config"
-        )
+        raise DataError(f"normalisation has {len(values)} values for {channels} channels", reason="config")
     return [float(v) for v in values]
