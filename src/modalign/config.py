@@ -140,6 +140,19 @@ class TrainerConfig(_Frozen):
     val_every: int = Field(200, gt=0)
     log_every: int = Field(10, gt=0)
     threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
+    accumulation: Literal["none", "cached"] = Field(
+        "none",
+        description="cached: exact large-batch gradients from micro-batches (GradCache with RNG replay)",
+    )
+    micro_batch_size: int | None = Field(
+        None, gt=0, description="rows per encoder pass with accumulation=cached"
+    )
+
+    @model_validator(mode="after")
+    def _accumulation_needs_micro_batches(self) -> TrainerConfig:
+        if self.accumulation == "cached" and self.micro_batch_size is None:
+            raise ValueError("trainer.accumulation=cached needs trainer.micro_batch_size")
+        return self
 
 
 class EvalConfig(_Frozen):

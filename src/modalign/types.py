@@ -27,6 +27,18 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def split(self, size: int) -> list[Batch]:
+        """Consecutive micro-batches of at most ``size`` rows (views of the tensors)."""
+        return [
+            Batch(
+                inputs={k: v[i : i + size] for k, v in self.inputs.items()},
+                present={k: v[i : i + size] for k, v in self.present.items()},
+                ids=self.ids[i : i + size],
+                labels={k: v[i : i + size] for k, v in self.labels.items()},
+            )
+            for i in range(0, len(self.ids), size)
+        ]
+
 
 @dataclass(frozen=True)
 class EmbeddingBatch:

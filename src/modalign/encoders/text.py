@@ -42,7 +42,8 @@ class TextTransformer(Encoder):
         self.pooling = pooling
         self.tok = nn.Embedding(vocab_size, width, padding_idx=0)
         self.pos = nn.Parameter(torch.randn(1, max_length + 1, width) * 0.02)
-        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        if pooling == "cls":
+            self.cls = nn.Parameter(torch.zeros(1, 1, width))
         layer = nn.TransformerEncoderLayer(
             width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
         )

@@ -24,8 +24,9 @@ from modalign.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from modalign.training.grad_cache import cached_backward
 from modalign.training.schedule import lr_at
-from modalign.types import Batch
+from modalign.types import Batch, LossOutput
 
 
 class Trainer:
@@ -62,6 +63,8 @@ class Trainer:
         val_every: int = 200,
         log_every: int = 10,
         threads: int | None = None,
+        accumulation: str = "none",
+        micro_batch_size: int | None = None,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
@@ -75,6 +78,7 @@ class Trainer:
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
         self.val_every, self.log_every = val_every, log_every
         self.show_progress, self.on_step = show_progress, on_step
+        self.micro_batch_size = micro_batch_size if accumulation == "cached" else None
         if threads is not None:
             torch.set_num_threads(threads)
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
@@ -154,8 +158,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        out = self.objective(self.model(batch))
-        out.loss.backward()
+        out = self.backward(batch)
         grad_norm = (
             float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
             if self.grad_clip is not None
@@ -165,6 +168,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.clamp_()
         return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": grad_norm, **out.metrics}
+
+    def backward(self, batch: Batch) -> LossOutput:
+        """Loss of ``batch`` with its gradients accumulated into ``.grad``.
+
+        With ``accumulation="cached"`` the encoders run on micro-batches and the gradient is still
+        exactly the full batch's (every negative counted; see ``grad_cache.cached_backward``).
+        """
+        if self.micro_batch_size is None or self.micro_batch_size >= len(batch):
+            out = self.objective(self.model(batch))
+            out.loss.backward()
+            return out
+        return cached_backward(self.model, batch.split(self.micro_batch_size), self.objective)
 
     @torch.no_grad()
     def validate(self) -> float:
