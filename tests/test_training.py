@@ -226,3 +226,21 @@ def test_cached_accumulation_gives_the_full_batch_gradient(dataset: Path, tmp_pa
     assert full.keys() == cached.keys() and any(k.endswith("log_scale") for k in full)
     for name in full:
         torch.testing.assert_close(cached[name], full[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_two_modalities_of_one_kind_are_two_named_encoders(dataset: Path, tmp_path: Path) -> None:
+    raw = tiny_config(dataset, max_steps=2)
+    raw["modalities"]["sketch"] = {**raw["modalities"]["image"], "column": "image", "preset": "tiny"}
+    raw["objectives"] = [{"name": "clip", "params": {"anchor": "text"}}]
+    metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+    model = modalign.load(tmp_path / "run" / "model")
+    assert sorted(model.modalities) == ["audio", "image", "sketch", "text"]
+    assert model.towers["image"] is not model.towers["sketch"]
+    assert "retrieval/sketch->image/R@1" in metrics
+    log = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    # anchored objective: only pairs with the text modality
+    assert {k for k in log if k.startswith("clip/") and "-" in k} == {
+        "clip/text-image",
+        "clip/text-audio",
+        "clip/text-sketch",
+    }
