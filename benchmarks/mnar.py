@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             model.fit(with_missing(xtr, ptr), {"y": list(ytr)}, seed=seed, **FIT)
             for sc, drop in scenarios.items():
                 ones_te = {m: np.ones(len(yte), bool) for m in xte}
-                pte = label_dependent_missingness(
-                    yte, ones_te, {m: drop for m in xte}, seed=1000 + seed
-                )
+                pte = label_dependent_missingness(yte, ones_te, {m: drop for m in xte}, seed=1000 + seed)
                 runs[name][sc].append(scores(yte, model.predict(with_missing(xte, pte))["y"][:, 1]))
         print(f"  seed {seed} done ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 

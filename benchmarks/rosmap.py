@@ -106,9 +106,7 @@ def scores(y: np.ndarray, p1: np.ndarray) -> dict[str, float]:
 def run_deep(cfg: dict, fit: dict, data: tuple, seed: int) -> dict[str, float]:
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
-    model = FusionPredictor(
-        {m: v.shape[1] for m, v in xtr.items()}, [TaskSpec("y", classes=(0, 1))], **cfg
-    )
+    model = FusionPredictor({m: v.shape[1] for m, v in xtr.items()}, [TaskSpec("y", classes=(0, 1))], **cfg)
     model.fit(xtr, {"y": list(ytr)}, seed=seed, **fit)
     return scores(yte, model.predict(xte)["y"][:, 1])
 
@@ -153,9 +151,7 @@ def benchmark(data: tuple, seeds: int, epochs: int | None, label: str) -> dict[s
         t0 = time.time()
         runs = [fn(s) for s in range(seeds)]
         results[name] = {**summarise(runs), "runs": runs, "seconds": round(time.time() - t0, 1)}
-        print(
-            f"  [{label}] {name}: done in {results[name]['seconds']} s", file=sys.stderr, flush=True
-        )
+        print(f"  [{label}] {name}: done in {results[name]['seconds']} s", file=sys.stderr, flush=True)
     return results
 
 
@@ -163,9 +159,7 @@ def print_table(title: str, results: dict[str, dict], published: dict[str, float
     print(f"\n{title}")
     print(f"{'model':<16}{'accuracy':>16}{'F1':>16}{'AUROC':>16}")
     for name, r in results.items():
-        cells = "".join(
-            f"{r[f'{k}_mean']:>9.3f} ± {r[f'{k}_std']:.3f}" for k in ("accuracy", "f1", "auroc")
-        )
+        cells = "".join(f"{r[f'{k}_mean']:>9.3f} ± {r[f'{k}_std']:.3f}" for k in ("accuracy", "f1", "auroc"))
         print(f"{name:<16}{cells}")
     if published is not None:
         print(
@@ -176,23 +170,15 @@ def print_table(title: str, results: dict[str, dict], published: dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="ROSMAP folder (MOGONET CSV release)"
-    )
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ROSMAP folder (MOGONET CSV release)")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument(
-        "--epochs", type=int, default=None, help=f"override training epochs ({FIT['epochs']})"
-    )
-    ap.add_argument(
-        "--breast-cancer", action="store_true", help="also run scikit-learn breast cancer"
-    )
+    ap.add_argument("--epochs", type=int, default=None, help=f"override training epochs ({FIT['epochs']})")
+    ap.add_argument("--breast-cancer", action="store_true", help="also run scikit-learn breast cancer")
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # small full-batch models: one thread is fastest and shares the CPU
 
-    out: dict = {
-        "config": {"m3col": M3COL, "multimodn": MULTIMODN, "fit": FIT, "seeds": args.seeds}
-    }
+    out: dict = {"config": {"m3col": M3COL, "multimodn": MULTIMODN, "fit": FIT, "seeds": args.seeds}}
     out["rosmap"] = benchmark(load_rosmap(args.data.resolve()), args.seeds, args.epochs, "rosmap")
     out["mogonet_published"] = MOGONET
     print_table(

@@ -102,9 +102,7 @@ def test_lego_merge_identities():
 
 def test_fft_round_trip():
     x = torch.randn(2, 8, 5)
-    torch.testing.assert_close(
-        torch.fft.ifft(torch.fft.fft(x, dim=1), dim=1).real, x, atol=1e-6, rtol=1e-6
-    )
+    torch.testing.assert_close(torch.fft.ifft(torch.fft.fft(x, dim=1), dim=1).real, x, atol=1e-6, rtol=1e-6)
 
 
 def test_slerp_endpoints_and_norm():
@@ -120,9 +118,7 @@ def test_slerp_endpoints_and_norm():
     torch.testing.assert_close(
         merge_heads_slerp(w1, w2, 0.8, reference_alpha=True), merge_heads_slerp(w1, w2, 0.2)
     )
-    torch.testing.assert_close(
-        merge_heads_slerp(w1, 2 * w1, 0.5), merge_heads_linear(w1, 2 * w1, 0.5)
-    )
+    torch.testing.assert_close(merge_heads_slerp(w1, 2 * w1, 0.5), merge_heads_linear(w1, 2 * w1, 0.5))
     torch.testing.assert_close(merge_heads_linear(w1, w2, 0.8), 0.8 * w1 + 0.2 * w2)
 
 

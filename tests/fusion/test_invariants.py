@@ -43,9 +43,7 @@ def make(key: str, seed: int = 0):
 
 def batch(b: int = 7, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    feats = {
-        m: torch.randn(b, d, generator=g, dtype=torch.float64).float() for m, d in DIMS.items()
-    }
+    feats = {m: torch.randn(b, d, generator=g, dtype=torch.float64).float() for m, d in DIMS.items()}
     present = {m: torch.rand(b, generator=g) > 0.4 for m in DIMS}
     present["a"][0] = present["b"][0] = present["c"][0] = False  # an all-missing row
     present["a"][1] = present["b"][1] = present["c"][1] = True  # a complete row
@@ -67,11 +65,7 @@ def test_batch_equals_each_sample_alone_with_only_present_modalities(key):
         out = f(feats, present).fused
         for i in range(out.shape[0]):
             alone = {m: feats[m][i : i + 1] for m in DIMS if bool(present[m][i])}
-            ref = (
-                f(alone, {}).fused
-                if alone
-                else f({}, {"a": torch.zeros(1, dtype=torch.bool)}).fused
-            )
+            ref = f(alone, {}).fused if alone else f({}, {"a": torch.zeros(1, dtype=torch.bool)}).fused
             torch.testing.assert_close(out[i], ref[0], atol=1e-5, rtol=1e-5)
     assert torch.isfinite(out).all()
 
@@ -112,9 +106,7 @@ def test_module_round_trip_through_config_and_safetensors(key, tmp_path):
     from safetensors.torch import load_file, save_file
 
     f = make(key, seed=3)
-    save_file(
-        {k: v.contiguous() for k, v in f.state_dict().items()}, str(tmp_path / "w.safetensors")
-    )
+    save_file({k: v.contiguous() for k, v in f.state_dict().items()}, str(tmp_path / "w.safetensors"))
     cfg = f.config()
     torch.manual_seed(99)  # a different init, overwritten by the loaded weights
     g = type(f)(**cfg).eval()

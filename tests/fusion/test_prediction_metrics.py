@@ -65,9 +65,7 @@ def test_accuracy_and_macro_f1(seed):
     assert math.isclose(P.accuracy(y, p), sk.accuracy_score(y, p))
     classes = sorted(set(y) | set(p))
     assert math.isclose(P.macro_f1(y, p), brute_macro_f1(y, p, classes), rel_tol=1e-12)
-    assert math.isclose(
-        P.macro_f1(y, p), sk.f1_score(y, p, average="macro", zero_division=0), rel_tol=1e-12
-    )
+    assert math.isclose(P.macro_f1(y, p), sk.f1_score(y, p, average="macro", zero_division=0), rel_tol=1e-12)
 
 
 def test_mae_rmse():

@@ -20,9 +20,7 @@ def test_load_list_npy_csv(tmp_path):
     x = t.load("s.npy", tmp_path)
     assert x.shape == (6, 2) and float(x[5, 1]) == 11.0
     (tmp_path / "s.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
-    torch.testing.assert_close(
-        t.load(str(tmp_path / "s.csv"), "/"), torch.tensor([[1.0, 2], [3, 4], [5, 6]])
-    )
+    torch.testing.assert_close(t.load(str(tmp_path / "s.csv"), "/"), torch.tensor([[1.0, 2], [3, 4], [5, 6]]))
     assert TimeSeriesTransform(max_length=2).load([1, 2, 3], tmp_path).shape == (2, 1)
 
 

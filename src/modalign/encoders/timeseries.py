@@ -138,9 +138,7 @@ class TimeSeriesGRU(Encoder):
         """(B, T, C) padded sequences (+ optional (B, T) mask) -> (B, F)."""
         x, m = _resolve_mask(inputs, mask)
         lengths = m.sum(dim=1).clamp_min(1).cpu()  # (B,)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths, batch_first=True, enforce_sorted=False
-        )
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         _, h = self.gru(packed)  # (layers * dirs, B, hidden)
         dirs = 2 if self.gru.bidirectional else 1
         last = h[-dirs:].transpose(0, 1).reshape(x.shape[0], -1)  # (B, dirs * hidden)

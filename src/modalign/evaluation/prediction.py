@@ -112,9 +112,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, f
     return out
 
 
-def multilabel_metrics(
-    y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
-) -> dict[str, float]:
+def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Exact-match accuracy, macro-F1 over labels and macro AUROC over labels with both values.
 
     Args:
@@ -185,6 +183,4 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 
 def _check_len(a: np.ndarray, b: np.ndarray) -> None:
     if len(a) != len(b):
-        raise DataError(
-            f"metric inputs have different lengths: {len(a)} vs {len(b)}", reason="bad_shape"
-        )
+        raise DataError(f"metric inputs have different lengths: {len(a)} vs {len(b)}", reason="bad_shape")

@@ -96,9 +96,7 @@ def subset_table(
     rows = []
     for subset in modality_subsets(list(inputs), cap, seed):
         p = {m: base[m] if m in subset else np.zeros_like(base[m]) for m in inputs}
-        rows.append(
-            {"modalities": list(subset), **evaluate_tasks(tasks, predict(inputs, p), targets)}
-        )
+        rows.append({"modalities": list(subset), **evaluate_tasks(tasks, predict(inputs, p), targets)})
     return rows
 
 
@@ -156,9 +154,7 @@ def label_dependent_missingness(
     y = np.asarray(labels)
     out = {}
     for m, p in n_or_present.items():
-        probs = np.array(
-            [float(drop.get(m, {}).get(v.item() if hasattr(v, "item") else v, 0.0)) for v in y]
-        )
+        probs = np.array([float(drop.get(m, {}).get(v.item() if hasattr(v, "item") else v, 0.0)) for v in y])
         if np.any((probs < 0) | (probs > 1)):
             raise ConfigError(f"drop probabilities for {m!r} must be in [0, 1]")
         out[m] = np.asarray(p, bool) & (rng.random(len(y)) >= probs)

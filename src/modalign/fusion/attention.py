@@ -44,9 +44,7 @@ class AttentionFusion(FusionModule):
     ):
         super().__init__(dims)
         if d_model % heads != 0:
-            raise ConfigError(
-                f"attention fusion: d_model={d_model} must be divisible by heads={heads}"
-            )
+            raise ConfigError(f"attention fusion: d_model={d_model} must be divisible by heads={heads}")
         self.d_model, self.heads, self.layers, self.dropout = d_model, heads, layers, dropout
         self.output_dim = d_model
         self.proj = nn.ModuleDict({m: nn.Linear(d, d_model) for m, d in self.dims.items()})

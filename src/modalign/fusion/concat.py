@@ -64,8 +64,6 @@ class ConcatFusion(FusionModule):
         """
         device, dtype = param_device_dtype(self)
         clean, mask, _ = resolve_present(self.names, self.dims, features, present, device, dtype)
-        parts = [
-            torch.where(mask[m][:, None], clean[m], self.missing[m][None, :]) for m in self.names
-        ]
+        parts = [torch.where(mask[m][:, None], clean[m], self.missing[m][None, :]) for m in self.names]
         fused = self.mlp(torch.cat(parts, dim=1))  # (B, sum F_m) -> (B, H)
         return FusionOutput(fused=fused, regularizer=fused.new_zeros(()))

@@ -26,9 +26,7 @@ def soft_cross_entropy(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return -(t * F.log_softmax(z, dim=1)).sum(dim=1).mean()
 
 
-def sample_mixup(
-    n: int, beta: float = 0.15, select: float = 0.5
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_mixup(n: int, beta: float = 0.15, select: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw M3Co's permutation π (N,) and mixing weights β (N,) (β = 1 where not selected).
 
     Uses torch's global RNG (seed it with ``torch.manual_seed``), in the reference order:

@@ -125,9 +125,7 @@ def infer_classes(spec: TaskSpec, values: Sequence[Any]) -> TaskSpec:
         else:
             seen.add(v.item() if hasattr(v, "item") else v)
     if not seen:
-        raise DataError(
-            f"task {spec.name!r} has no labels to infer classes from", column=spec.label_column
-        )
+        raise DataError(f"task {spec.name!r} has no labels to infer classes from", column=spec.label_column)
     return TaskSpec(spec.name, spec.kind, spec.column, tuple(sorted(seen)), spec.weight)
 
 
@@ -157,10 +155,7 @@ def encode_targets(
         mask = torch.tensor([not _is_missing(v) for v in vals], dtype=torch.bool)
         if spec.kind == "multiclass":
             y = torch.tensor(
-                [
-                    0 if _is_missing(v) else _class_index(spec, v, row_offset + i)
-                    for i, v in enumerate(vals)
-                ],
+                [0 if _is_missing(v) else _class_index(spec, v, row_offset + i) for i, v in enumerate(vals)],
                 dtype=torch.long,
             )
         elif spec.kind == "multilabel":
@@ -230,9 +225,7 @@ class TaskHeads(nn.Module):
         return {name: head(h) for name, head in self.heads.items()}
 
 
-def _entry_loss(
-    spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor, sigmoid_first: bool
-) -> torch.Tensor:
+def _entry_loss(spec: TaskSpec, logits: torch.Tensor, y: torch.Tensor, sigmoid_first: bool) -> torch.Tensor:
     """Per-row loss, (N, C) logits -> (N,)."""
     if spec.kind == "multiclass":
         # sigmoid_first reproduces MultiModN's CE on sigmoid outputs (reference_compat only).

@@ -52,9 +52,7 @@ class _FeedForward(nn.Module):
 class _CrossAttention(nn.Module):
     """Pre-norm cross-attention with the extra softmax temperature 0.5, LeakyReLU(0.01) output."""
 
-    def __init__(
-        self, q_dim: int, kv_dim: int, heads: int, head_dim: int, temperature: float = 0.5
-    ):
+    def __init__(self, q_dim: int, kv_dim: int, heads: int, head_dim: int, temperature: float = 0.5):
         super().__init__()
         self.heads, self.head_dim, self.temperature = heads, head_dim, temperature
         self.q_norm, self.kv_norm = nn.LayerNorm(q_dim), nn.LayerNorm(kv_dim)
@@ -258,9 +256,7 @@ class LegoFusion(FusionModule):
         if merge not in ("sum", "mean", "product"):
             raise ConfigError(f"lego merge must be 'sum', 'mean' or 'product', got {merge!r}")
         if order is not None and sorted(order) != sorted(self.names):
-            raise ConfigError(
-                f"lego order {list(order)} must list every modality {list(self.names)} once"
-            )
+            raise ConfigError(f"lego order {list(order)} must list every modality {list(self.names)} once")
         self.mode, self.merge = mode, merge
         self.order = tuple(order) if order is not None else self.names
         self.block_kwargs: dict[str, Any] = dict(
@@ -275,9 +271,7 @@ class LegoFusion(FusionModule):
             weight_sharing=weight_sharing,
             dead_attention=dead_attention,
         )
-        self.blocks = nn.ModuleDict(
-            {m: LegoBlock(d, **self.block_kwargs) for m, d in self.dims.items()}
-        )
+        self.blocks = nn.ModuleDict({m: LegoBlock(d, **self.block_kwargs) for m, d in self.dims.items()})
         self.init_latent = nn.Parameter(torch.randn(latent_channels, latent_dim))  # stack mode
         self.norm = nn.LayerNorm(latent_dim)
         self.output_dim = latent_dim

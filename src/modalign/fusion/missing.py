@@ -72,9 +72,7 @@ def modality_dropout(
     return out
 
 
-def shuffled_order(
-    names: Sequence[str], generator: torch.Generator | None = None
-) -> tuple[str, ...]:
+def shuffled_order(names: Sequence[str], generator: torch.Generator | None = None) -> tuple[str, ...]:
     """A uniformly random permutation of modality names (MultiModN's per-batch training order).
 
     Args:

@@ -162,10 +162,7 @@ class FusionPredictor(nn.Module):
         if encoder == "mlp":
             hid = feature_dim if encoder_hidden is None else encoder_hidden
             self.encoders = nn.ModuleDict(
-                {
-                    m: _mlp_encoder(d, hid, feature_dim, encoder_dropout)
-                    for m, d in self.input_dims.items()
-                }
+                {m: _mlp_encoder(d, hid, feature_dim, encoder_dropout) for m, d in self.input_dims.items()}
             )
             fdims = {m: feature_dim for m in self.names}
         else:
@@ -175,9 +172,7 @@ class FusionPredictor(nn.Module):
         self.fusion = lookup("fusion", fusion)(fdims, **self.fusion_kwargs)
         self.heads = TaskHeads(self.fusion.output_dim, self.tasks, head_hidden, head_dropout)
         self.aux = (
-            nn.ModuleDict(
-                {m: TaskHeads(fdims[m], self.tasks, head_hidden, head_dropout) for m in self.names}
-            )
+            nn.ModuleDict({m: TaskHeads(fdims[m], self.tasks, head_hidden, head_dropout) for m in self.names})
             if aux_heads
             else None
         )
@@ -242,9 +237,7 @@ class FusionPredictor(nn.Module):
         try:
             model.load_state_dict(load(blob))
         except (RuntimeError, Exception) as e:
-            raise CheckpointError(
-                f"{directory}/model.safetensors does not fit its config: {e}"
-            ) from e
+            raise CheckpointError(f"{directory}/model.safetensors does not fit its config: {e}") from e
         model.eval()
         return model
 
@@ -270,11 +263,7 @@ class FusionPredictor(nn.Module):
         unknown = set(inputs) - set(self.names)
         if unknown:
             raise DataError(f"unknown modalities {sorted(unknown)}; known: {list(self.names)}")
-        b = (
-            next(iter(inputs.values())).shape[0]
-            if inputs
-            else next(iter(present.values())).shape[0]
-        )
+        b = next(iter(inputs.values())).shape[0] if inputs else next(iter(present.values())).shape[0]
         dev = next(self.parameters()).device
         feats: dict[str, torch.Tensor] = {}
         mask: dict[str, torch.Tensor] = {}
@@ -314,9 +303,7 @@ class FusionPredictor(nn.Module):
             metrics["regularizer"] = float(fo.regularizer.detach())
         if out.aux_logits is not None:
             for m, lg in out.aux_logits.items():
-                aux = task_loss(
-                    self.tasks, lg, targets, row_mask=out.present[m], prefix=f"aux_{m}_"
-                )
+                aux = task_loss(self.tasks, lg, targets, row_mask=out.present[m], prefix=f"aux_{m}_")
                 total = total + self.aux_weight * aux.loss
                 metrics.update(aux.metrics)
         if self.contrastive_weight > 0 and len(out.features) >= 2:
@@ -438,9 +425,7 @@ class FusionPredictor(nn.Module):
                 steps += 1
             history.append({k: v / steps for k, v in sums.items()})
             if not math.isfinite(history[-1].get("loss", 0.0)):
-                raise DataError(
-                    f"training diverged at epoch {epoch} (loss is not finite); lower lr"
-                )
+                raise DataError(f"training diverged at epoch {epoch} (loss is not finite); lower lr")
         if ema is not None:
             with torch.no_grad():
                 for a, q in zip(ema, self.parameters(), strict=True):
@@ -490,9 +475,7 @@ class FusionPredictor(nn.Module):
             ConfigError: the fusion is not ``multimodn``.
         """
         if self.fusion_name != "multimodn":
-            raise ConfigError(
-                f"explain() needs multimodn fusion; this model uses {self.fusion_name!r}"
-            )
+            raise ConfigError(f"explain() needs multimodn fusion; this model uses {self.fusion_name!r}")
         self.eval()
         x = {
             m: torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, -1)
@@ -509,9 +492,7 @@ class FusionPredictor(nn.Module):
                 spec.name: probabilities(spec, out.step_logits[spec.name][t, 0]).numpy()
                 for spec in self.tasks
             }
-            contrib = {
-                k: (v - prev[k]) if k in prev else np.zeros_like(v) for k, v in probs.items()
-            }
+            contrib = {k: (v - prev[k]) if k in prev else np.zeros_like(v) for k, v in probs.items()}
             result.append(
                 {
                     "step": name,

@@ -121,9 +121,7 @@ class TimeSeriesTransform:
         except DataError:
             raise
         except (OSError, ValueError) as e:
-            raise DataError(
-                f"cannot read time series file: {e}", reason="bad_file", path=str(p)
-            ) from e
+            raise DataError(f"cannot read time series file: {e}", reason="bad_file", path=str(p)) from e
         if not np.issubdtype(arr.dtype, np.number):
             raise DataError(
                 f"time series file holds {arr.dtype}, not numbers", reason="bad_file", path=str(p)
