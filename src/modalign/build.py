@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import encoder_kwargs
 from modalign.errors import ConfigError
-from modalign.model import ModalitySpec, MultimodalModel
+from modalign.fusion.heads import TaskSpec, infer_classes
+from modalign.model import FusionSpec, ModalitySpec, MultimodalModel
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup
 
@@ -20,7 +24,21 @@ def build_sources(cfg: ExperimentConfig) -> list[ModalitySource]:
     ]
 
 
-def build_model(cfg: ExperimentConfig, sources: list[ModalitySource]) -> MultimodalModel:
+def build_fusion_spec(cfg: ExperimentConfig, train_labels: Mapping[str, Sequence[Any]]) -> FusionSpec | None:
+    """The fusion section with task classes resolved from the training labels when not given."""
+    f = cfg.fusion
+    if f is None:
+        return None
+    tasks = []
+    for t in f.tasks:
+        spec = TaskSpec(t.name, t.kind, t.column, t.classes, t.weight)
+        tasks.append(infer_classes(spec, train_labels.get(t.label_column, [])))
+    return FusionSpec(f.name, dict(f.params), tuple(tasks), f.head_hidden, f.aux_heads)
+
+
+def build_model(
+    cfg: ExperimentConfig, sources: list[ModalitySource], fusion: FusionSpec | None = None
+) -> MultimodalModel:
     """The model for ``cfg`` from *fitted* transforms (they give the encoders' input shapes)."""
     transforms: dict[str, Transform] = {s.name: s.transform for s in sources}
     specs = []
@@ -28,7 +46,7 @@ def build_model(cfg: ExperimentConfig, sources: list[ModalitySource]) -> Multimo
         t = transforms[name]
         kwargs = encoder_kwargs(m.encoder_name, m.preset, dict(m.encoder_params), t.encoder_kwargs())
         specs.append(ModalitySpec(name, m.kind, cfg.column(name), m.encoder_name, kwargs, t))
-    return MultimodalModel(specs, cfg.model.embed_dim, cfg.model.head)
+    return MultimodalModel(specs, cfg.model.embed_dim, cfg.model.head, fusion)
 
 
 def build_objective(cfg: ExperimentConfig) -> CombinedObjective:

@@ -119,6 +119,49 @@ class ObjectiveConfig(_Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class TaskConfig(_Frozen):
+    """A prediction task on the fused representation."""
+
+    name: str
+    kind: Literal["multiclass", "multilabel", "regression"] = "multiclass"
+    column: str | None = Field(None, description="label column; defaults to the task name")
+    classes: tuple[Any, ...] | None = Field(
+        None, description="class values in output order; null = the training split's labels, sorted"
+    )
+    weight: float = Field(1.0, ge=0, description="loss weight")
+
+    @property
+    def label_column(self) -> str:
+        return self.column if self.column is not None else self.name
+
+
+class FusionConfig(_Frozen):
+    """Fusion of the modality embeddings into task predictions (robust to missing modalities)."""
+
+    name: str = Field("concat", description="registered fusion: concat, attention, multimodn, lego")
+    params: dict[str, Any] = Field(default_factory=dict, description="fusion keyword arguments")
+    tasks: tuple[TaskConfig, ...] = Field(..., min_length=1)
+    head_hidden: int | None = Field(None, gt=0, description="hidden width of task heads; null = linear")
+    aux_heads: bool = Field(False, description="unimodal auxiliary heads (M3CoL recipe)")
+    aux_weight: float = Field(1.0, ge=0)
+    modality_dropout: dict[str, float] = Field(
+        default_factory=dict, description="training-time drop rate per modality"
+    )
+
+
+class RobustnessConfig(_Frozen):
+    """Missing-modality evaluation of prediction tasks."""
+
+    enabled: bool = True
+    max_subsets: int = Field(64, gt=0, description="modality subsets evaluated (sampled beyond)")
+    mcar_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    mnar_drop: dict[str, dict[Any, float]] = Field(
+        default_factory=dict,
+        description="MNAR scenario: modality -> {label value: drop probability} at test time",
+    )
+    explain_samples: int = Field(3, ge=0, description="samples whose per-step predictions are reported")
+
+
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
     head: Literal["linear", "mlp"] = "linear"
@@ -163,6 +206,7 @@ class EvalConfig(_Frozen):
         None, description="text modality giving class prototypes; null = the first text modality"
     )
     batch_size: int = Field(256, gt=0)
+    robustness: RobustnessConfig = RobustnessConfig()
 
 
 class ExperimentConfig(_Frozen):
@@ -172,6 +216,7 @@ class ExperimentConfig(_Frozen):
     modalities: dict[str, ModalityConfig]
     model: ModelConfig = ModelConfig()
     objectives: tuple[ObjectiveConfig, ...] = (ObjectiveConfig(),)
+    fusion: FusionConfig | None = Field(None, description="fusion + task heads for prediction")
     trainer: TrainerConfig = TrainerConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -184,9 +229,7 @@ class ExperimentConfig(_Frozen):
 
     @field_validator("objectives")
     @classmethod
-    def _some_objectives(cls, v: tuple[ObjectiveConfig, ...]) -> tuple[ObjectiveConfig, ...]:
-        if len(v) < 1:
-            raise ValueError("at least one objective is required")
+    def _unique_objectives(cls, v: tuple[ObjectiveConfig, ...]) -> tuple[ObjectiveConfig, ...]:
         names = [o.name for o in v]
         if len(set(names)) != len(names):
             raise ValueError(f"objective names must be unique, got {names}")
@@ -196,8 +239,23 @@ class ExperimentConfig(_Frozen):
     def _cross_checks(self) -> ExperimentConfig:
         from modalign.registry import lookup
 
+        if not self.objectives and self.fusion is None:
+            raise ValueError("objectives is empty and there is no fusion: nothing to train")
         for o in self.objectives:
             lookup("objective", o.name)  # unknown names fail here, with close matches
+        if self.fusion is not None:
+            lookup("fusion", self.fusion.name)
+            unknown = set(self.fusion.modality_dropout) - set(self.modalities)
+            if unknown:
+                raise ValueError(
+                    f"fusion.modality_dropout names {sorted(unknown)}, "
+                    f"not in modalities {list(self.modalities)}"
+                )
+            if self.trainer.accumulation == "cached":
+                raise ValueError(
+                    "trainer.accumulation=cached is for contrastive objectives only; with fusion "
+                    "tasks (per-sample losses) use a smaller trainer.batch_size instead"
+                )
         for m in self.modalities.values():
             lookup("encoder", m.encoder_name)
         if self.eval.zeroshot_text is not None:
@@ -207,11 +265,6 @@ class ExperimentConfig(_Frozen):
                     f"eval.zeroshot_text={self.eval.zeroshot_text!r} must name a text modality "
                     f"in modalities ({list(self.modalities)})"
                 )
-        if self.trainer.warmup_steps > self.trainer.max_steps:
-            raise ValueError(
-                f"trainer.warmup_steps ({self.trainer.warmup_steps}) exceeds "
-                f"trainer.max_steps ({self.trainer.max_steps})"
-            )
         return self
 
     def column(self, modality: str) -> str:
@@ -266,7 +319,8 @@ def load_config(
 
 
 def _line(loc: tuple[Any, ...] | list[Any], msg: str) -> str:
-    return f"  {'.'.join(str(p) for p in loc)}: {msg}"
+    where = ".".join(str(p) for p in loc)
+    return f"  {where}: {msg}" if where else f"  {msg}"
 
 
 def _transform_errors(raw: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,63 @@ from torch import nn
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import ModalityTower, build_encoder
-from modalign.errors import CheckpointError, DataError
+from modalign.errors import CheckpointError, ConfigError, DataError
+from modalign.fusion.base import FusionOutput
+from modalign.fusion.heads import TaskHeads, TaskSpec, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
 from modalign.types import Batch, EmbeddingBatch
 
 FORMAT = "modalign-model"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """Fusion of the modality embeddings into task predictions.
+
+    Attributes:
+        name, params: the registered fusion module and its keyword arguments.
+        tasks: the prediction tasks (classes resolved).
+        head_hidden: hidden width of the task heads (None = linear heads).
+        aux_heads: add a unimodal head per modality (M3CoL recipe).
+    """
+
+    name: str
+    params: dict[str, Any]
+    tasks: tuple[TaskSpec, ...]
+    head_hidden: int | None = None
+    aux_heads: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": self.params,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "head_hidden": self.head_hidden,
+            "aux_heads": self.aux_heads,
+        }
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> FusionSpec:
+        tasks = tuple(TaskSpec.from_dict(t) for t in d["tasks"])
+        return cls(d["name"], dict(d["params"]), tasks, d["head_hidden"], bool(d["aux_heads"]))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Task outputs of one fused forward pass.
+
+    Attributes:
+        logits: task -> (B, C) logits of the fused representation.
+        step_logits: task -> (S, B, C) logits of every fusion state (MultiModN), else None.
+        aux_logits: modality -> task -> (B, C) unimodal head logits, or None.
+        fusion: the fusion module's output.
+    """
+
+    logits: dict[str, torch.Tensor]
+    step_logits: dict[str, torch.Tensor] | None
+    aux_logits: dict[str, dict[str, torch.Tensor]] | None
+    fusion: FusionOutput
 
 
 @dataclass(frozen=True)
@@ -46,7 +98,13 @@ class MultimodalModel(nn.Module):
         >>> emb = model.encode(["three", "seven"], modality="text")  # (2, D) unit rows
     """
 
-    def __init__(self, specs: Sequence[ModalitySpec], embed_dim: int, head: str = "linear"):
+    def __init__(
+        self,
+        specs: Sequence[ModalitySpec],
+        embed_dim: int,
+        head: str = "linear",
+        fusion: FusionSpec | None = None,
+    ):
         super().__init__()
         self.specs = {s.name: s for s in specs}
         self.embed_dim = embed_dim
@@ -57,6 +115,16 @@ class MultimodalModel(nn.Module):
                 for s in specs
             }
         )
+        self.fusion_spec = fusion
+        if fusion is not None:
+            from modalign.fusion import build_fusion
+
+            self.fusion = build_fusion(fusion.name, {n: embed_dim for n in self.specs}, **fusion.params)
+            self.task_heads = TaskHeads(self.fusion.output_dim, fusion.tasks, fusion.head_hidden)
+            if fusion.aux_heads:
+                self.aux_heads = nn.ModuleDict(
+                    {n: TaskHeads(embed_dim, fusion.tasks, fusion.head_hidden) for n in self.specs}
+                )
 
     @property
     def modalities(self) -> list[str]:
@@ -73,6 +141,115 @@ class MultimodalModel(nn.Module):
             if name in batch.inputs
         }
         return EmbeddingBatch(emb=emb, present={n: batch.present[n] for n in emb})
+
+    def fuse(self, emb: EmbeddingBatch) -> Prediction:
+        """Task predictions from modality embeddings; absent modalities are skipped, not zeroed.
+
+        Raises:
+            ConfigError: the model has no fusion section.
+        """
+        if self.fusion_spec is None:
+            raise ConfigError("this model has no fusion/tasks; train it with a `fusion:` section")
+        out = self.fusion(emb.emb, emb.present)
+        logits = self.task_heads(out.fused)
+        steps = self.task_heads(out.states) if out.states is not None else None
+        aux = None
+        if self.fusion_spec.aux_heads:
+            aux = {m: self.aux_heads[m](e) for m, e in emb.emb.items()}
+        return Prediction(logits, steps, aux, out)
+
+    def _embed_payloads(
+        self, modality: str, inputs: Sequence[Any], batch_size: int, base: Path, allow_missing: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) embeddings and (N,) present mask of raw inputs (None = absent when allowed)."""
+        spec = self.specs[modality]
+        embs, masks = [], []
+        for start in range(0, len(inputs), batch_size):
+            items: list[torch.Tensor | None] = []
+            for k, x in enumerate(inputs[start : start + batch_size]):
+                t = None
+                if x is not None:
+                    try:
+                        t = spec.transform.load(x, base)
+                    except DataError as e:
+                        raise e.located(row=start + k, column=modality) from None
+                if t is None and not allow_missing:
+                    raise DataError(
+                        "input is empty/missing", reason="missing", row=start + k, column=modality
+                    )
+                items.append(t)
+            present = torch.tensor([t is not None for t in items], dtype=torch.bool)
+            embs.append(self.towers[modality](spec.transform.collate(items), present).float())
+            masks.append(present)
+        if not embs:
+            return torch.zeros(0, self.embed_dim), torch.zeros(0, dtype=torch.bool)
+        return torch.cat(embs), torch.cat(masks)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        inputs: Mapping[str, Sequence[Any]],
+        batch_size: int = 64,
+        base_dir: str | Path | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Task outputs for N samples given as ``{modality: [payload or None, ...]}``.
+
+        Modalities left out, or ``None`` entries, are absent for that sample: the model predicts
+        from what is there (the prior when nothing is). Returns task -> (N, C) probabilities
+        (softmax / sigmoid) or (N, 1) regression values.
+        """
+        with self._evaluating():
+            pred = self.fuse(self._embed_inputs(inputs, batch_size, base_dir))
+        assert self.fusion_spec is not None
+        return {t.name: probabilities(t, pred.logits[t.name]).numpy() for t in self.fusion_spec.tasks}
+
+    @torch.no_grad()
+    def explain(self, sample: Mapping[str, Any], base_dir: str | Path | None = None) -> dict[str, Any]:
+        """MultiModN's interpretability output for one sample: the prediction after each step.
+
+        Returns ``{"order": [...], "steps": [{"after": None | modality, "evaluated": bool,
+        "<task>": [probabilities]}, ...]}``; step 0 is the prior (initial state), and a step whose
+        modality is absent carries the previous state over (``evaluated`` False).
+
+        Raises:
+            ConfigError: the fusion has no sequential states (only ``multimodn`` has them).
+        """
+        with self._evaluating():
+            return self.explain_embedded(self._embed_inputs({m: [v] for m, v in sample.items()}, 1, base_dir))
+
+    @torch.no_grad()
+    def explain_embedded(self, emb: EmbeddingBatch) -> dict[str, Any]:
+        """:meth:`explain` for one already-embedded sample (a batch of one row)."""
+        pred = self.fuse(emb)
+        out = pred.fusion
+        if pred.step_logits is None or out.states is None or out.step_mask is None:
+            raise ConfigError(f"fusion {self.fusion.__class__.__name__} has no per-step predictions")
+        assert self.fusion_spec is not None and out.order is not None
+        steps = []
+        for t in range(out.states.shape[0]):
+            row: dict[str, Any] = {"after": None if t == 0 else out.order[t - 1]}
+            row["evaluated"] = bool(out.step_mask[t, 0])
+            for task in self.fusion_spec.tasks:
+                row[task.name] = probabilities(task, pred.step_logits[task.name][t, 0]).tolist()
+            steps.append(row)
+        return {"order": list(out.order), "steps": steps}
+
+    def _embed_inputs(
+        self, inputs: Mapping[str, Sequence[Any]], batch_size: int, base_dir: str | Path | None
+    ) -> EmbeddingBatch:
+        unknown = set(inputs) - set(self.specs)
+        if unknown:
+            raise DataError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
+        sizes = {len(v) for v in inputs.values()}
+        if len(sizes) > 1:
+            raise DataError(f"modalities have different numbers of samples: {sorted(sizes)}")
+        n = sizes.pop() if sizes else 0
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        emb, present = {}, {}
+        for m in self.specs:
+            values = inputs.get(m, [None] * n)
+            emb[m], present[m] = self._embed_payloads(m, values, batch_size, base, allow_missing=True)
+        return EmbeddingBatch(emb, present)
 
     @torch.no_grad()
     def encode(
@@ -100,35 +277,20 @@ class MultimodalModel(nn.Module):
             )
         if isinstance(inputs, (str, bytes)):
             raise DataError("encode expects a list of inputs, got a single string", column=modality)
-        spec = self.specs[modality]
         base = Path(base_dir) if base_dir is not None else Path.cwd()
+        with self._evaluating():
+            emb, _ = self._embed_payloads(modality, list(inputs), batch_size, base, allow_missing=False)
+        return emb.numpy()
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode inside, the previous mode restored after."""
         was_training = self.training
         self.eval()
-        out = []
         try:
-            for start in range(0, len(inputs), batch_size):
-                items = []
-                for k, x in enumerate(inputs[start : start + batch_size]):
-                    try:
-                        t = spec.transform.load(x, base)
-                    except DataError as e:
-                        raise e.located(row=start + k, column=modality) from None
-                    if t is None:
-                        raise DataError(
-                            "input is empty/missing",
-                            reason="missing",
-                            row=start + k,
-                            column=modality,
-                        )
-                    items.append(t)
-                x = spec.transform.collate(items)
-                present = torch.ones(len(items), dtype=torch.bool)
-                out.append(self.towers[modality](x, present).float().numpy())
+            yield
         finally:
             self.train(was_training)
-        if not out:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return np.concatenate(out)
 
     # --- artifact ---------------------------------------------------------------------------
 
@@ -149,6 +311,7 @@ class MultimodalModel(nn.Module):
                 }
                 for s in self.specs.values()
             },
+            "fusion": None if self.fusion_spec is None else self.fusion_spec.describe(),
         }
 
     def save_transforms(self, directory: str | Path) -> None:
@@ -185,7 +348,13 @@ class MultimodalModel(nn.Module):
             specs.append(
                 ModalitySpec(name, m["kind"], m["column"], m["encoder"], m["encoder_kwargs"], transform)
             )
-        return cls(specs, desc["embed_dim"], desc["head"])
+        fusion = desc.get("fusion")
+        return cls(
+            specs,
+            desc["embed_dim"],
+            desc["head"],
+            None if fusion is None else FusionSpec.from_description(fusion),
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> MultimodalModel:

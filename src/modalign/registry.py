@@ -50,4 +50,5 @@ def _ensure_builtins() -> None:
     # Importing the packages runs their @register decorators; done lazily so that importing
     # modalign (or running `modalign --help`) stays cheap.
     import modalign.encoders  # noqa: F401
+    import modalign.fusion  # noqa: F401
     import modalign.objectives  # noqa: F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from itertools import permutations
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ def evaluate_samples(
     zeroshot_text: str | None = None,
     class_prompts: dict[Hashable, list[str]] | None = None,
     batch_size: int = 256,
+    emb: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """All metrics of ``model`` on ``samples``.
 
@@ -52,8 +54,9 @@ def evaluate_samples(
         label_column: class labels for zero-shot (in ``samples.columns``).
         zeroshot_text: the text modality that embeds class prompts (default: the first one).
         class_prompts: ``{label: [prompt, ...]}``; required for zero-shot (see ``prompts_by_label``).
+        emb: embeddings from :func:`embed_samples`, when already computed.
     """
-    emb = embed_samples(model, samples, batch_size)
+    emb = emb if emb is not None else embed_samples(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
     out: dict[str, float] = {}
     for q, t in permutations(model.modalities, 2):
@@ -88,3 +91,44 @@ def prompts_by_label(texts: Sequence[object], labels: Sequence[object]) -> dict[
         if isinstance(text, str) and text.strip() and label is not None:
             found.setdefault(label, set()).add(text)  # type: ignore[arg-type]
     return {label: sorted(v) for label, v in found.items()}
+
+
+def evaluate_model(
+    model: MultimodalModel,
+    samples: SampleSet,
+    *,
+    match_on: str | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    label_column: str | None = None,
+    zeroshot_text: str | None = None,
+    class_prompts: dict[Hashable, list[str]] | None = None,
+    batch_size: int = 256,
+    robustness: dict[str, Any] | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Every metric that applies to ``model``: retrieval, zero-shot and, with fusion, prediction.
+
+    Args:
+        robustness: keywords of :func:`~modalign.evaluation.prediction_eval.evaluate_predictions`
+            (``robustness``, ``max_subsets``, ``mcar_rates``, ``mnar_drop``, ``explain_samples``).
+
+    Returns:
+        Flat metrics and extras (e.g. ``explanations``) for the report.
+    """
+    emb = embed_samples(model, samples, batch_size)
+    metrics = evaluate_samples(
+        model,
+        samples,
+        match_on=match_on,
+        ks=ks,
+        label_column=label_column,
+        zeroshot_text=zeroshot_text,
+        class_prompts=class_prompts,
+        emb=emb,
+    )
+    extras: dict[str, Any] = {}
+    if model.fusion_spec is not None:
+        from modalign.evaluation.prediction_eval import evaluate_predictions
+
+        more, extras = evaluate_predictions(model, samples, emb, **(robustness or {}))
+        metrics.update(more)
+    return metrics, extras

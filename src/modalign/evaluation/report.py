@@ -34,6 +34,13 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
         for p in pairs:
             table.add_row(p, *[_fmt(metrics.get(f"retrieval/{p}/{c}")) for c in cols])
         console.print(table)
+    _prefix_table(console, metrics, "predict/", f"{title}: prediction")
+    _prefix_table(
+        console,
+        {k: v for k, v in metrics.items() if k.endswith(("/accuracy", "/rmse"))},
+        "robustness/mcar/",
+        f"{title}: missing completely at random (rate/task/metric)",
+    )
     zs = sorted(k for k in metrics if k.startswith("zeroshot/"))
     if zs:
         table = Table(title=f"{title}: zero-shot")
@@ -48,3 +55,17 @@ def _fmt(v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return f"{v:.4f}" if not float(v).is_integer() else f"{int(v)}"
+
+
+def _prefix_table(console: Any, metrics: dict[str, float], prefix: str, title: str) -> None:
+    from rich.table import Table
+
+    keys = [k for k in metrics if k.startswith(prefix)]
+    if not keys:
+        return
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in keys:
+        table.add_row(k.removeprefix(prefix), _fmt(metrics[k]))
+    console.print(table)

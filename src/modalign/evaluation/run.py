@@ -7,7 +7,7 @@ from typing import Any
 
 from modalign.data.dataset import split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.evaluation.evaluate import evaluate_samples, prompts_by_label
+from modalign.evaluation.evaluate import evaluate_model, prompts_by_label
 from modalign.evaluation.report import print_table, write_report
 from modalign.model import load
 
@@ -30,7 +30,10 @@ def run_eval(
     model = load(model_dir)
     manifest = open_manifest(manifest_path)
     label_column = label_column if label_column is not None else match_on
-    keep = [c for c in {match_on, label_column} if c is not None]
+    wanted = {match_on, label_column}
+    if model.fusion_spec is not None:
+        wanted |= {t.label_column for t in model.fusion_spec.tasks}
+    keep = sorted(c for c in wanted if c is not None)
     samples = load_split(
         manifest,
         model.sources(),
@@ -46,7 +49,7 @@ def run_eval(
         rows = [manifest.rows[i] for i in split_rows(manifest, split_column, prompts_split)]
         column = model.specs[text].column
         prompts = prompts_by_label([r.get(column) for r in rows], [r.get(label_column) for r in rows])
-    metrics = evaluate_samples(
+    metrics, extras = evaluate_model(
         model,
         samples,
         match_on=match_on,
@@ -67,5 +70,5 @@ def run_eval(
             "match_on": match_on or "id",
             "n_samples": len(samples),
         }
-        write_report(Path(out_dir) / "report.json", metrics, meta)
+        write_report(Path(out_dir) / "report.json", metrics, {**meta, **extras})
     return metrics

@@ -17,9 +17,7 @@ def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * (x @ y.T)).clamp_min(0)
 
 
-def uniformity(
-    x: torch.Tensor, t: float = 2.0, *, present: torch.Tensor | None = None
-) -> torch.Tensor:
+def uniformity(x: torch.Tensor, t: float = 2.0, *, present: torch.Tensor | None = None) -> torch.Tensor:
     """Uniformity ``log mean_{i<j} exp(−t‖x_i − x_j‖²)`` (lower = more uniform on the sphere).
 
     Wang & Isola, *Understanding Contrastive Representation Learning through Alignment and

@@ -13,9 +13,7 @@ from modalign.errors import ConfigError
 from modalign.objectives._pairwise import _select, info_nce, soft_cross_entropy, zero_loss
 
 
-def slerp(
-    a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6
-) -> torch.Tensor:
+def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Row-wise spherical interpolation ``[sin(λθ) a + sin((1−λ)θ) b]/sin θ``, ``θ = arccos⟨a, b⟩``.
 
     ``λ`` weights ``a`` (λ = 1 gives ``a``). The cosine is clamped to ``[−1+eps, 1−eps]`` and
@@ -42,9 +40,7 @@ def slerp(
     return torch.where(theta < 1e-4, linear, out)
 
 
-def m3co_targets(
-    perm: torch.Tensor, betas: torch.Tensor, *, target_mode: str = "add"
-) -> torch.Tensor:
+def m3co_targets(perm: torch.Tensor, betas: torch.Tensor, *, target_mode: str = "add") -> torch.Tensor:
     """M3Co targets: ``T_ii += β_i``, ``T_{i,π(i)} += 1−β_i`` (rows sum to one).
 
     ``target_mode="assign"`` reproduces the reference's overwrite (``T_{i,π(i)} = 1−β_i``), whose

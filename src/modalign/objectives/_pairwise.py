@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from modalign.errors import ConfigError
 
 
-def pair_mask(
-    present_a: torch.Tensor | None, present_b: torch.Tensor | None
-) -> torch.Tensor | None:
+def pair_mask(present_a: torch.Tensor | None, present_b: torch.Tensor | None) -> torch.Tensor | None:
     """Rows where both modalities are present, or None when nothing is masked.
 
     Args:

@@ -88,9 +88,7 @@ def check_modalities(modalities: Sequence[str], at_least: int, objective: str) -
     """Validate the modality list of an objective (ConfigError naming the objective)."""
     names = list(modalities)
     if len(names) < at_least or len(set(names)) != len(names):
-        raise ConfigError(
-            f"objective {objective!r} needs >= {at_least} distinct modalities, got {names}"
-        )
+        raise ConfigError(f"objective {objective!r} needs >= {at_least} distinct modalities, got {names}")
     return names
 
 
@@ -134,9 +132,7 @@ def modality_pairs(names: Sequence[str], anchor: str | None) -> list[tuple[str, 
     if anchor is None:
         return list(itertools.combinations(names, 2))
     if anchor not in names:
-        raise ConfigError(
-            f"objective anchor {anchor!r} is not a modality; modalities: {list(names)}"
-        )
+        raise ConfigError(f"objective anchor {anchor!r} is not a modality; modalities: {list(names)}")
     return [(anchor, m) for m in names if m != anchor]
 
 
@@ -157,7 +153,8 @@ class CombinedObjective(nn.Module):
             total = term if total is None else total + term
             metrics[f"{name}/loss"] = float(out.loss.detach())
             metrics.update({f"{name}/{k}": v for k, v in out.metrics.items()})
-        assert total is not None  # the config schema requires at least one objective
+        if total is None:  # no contrastive objective (a fusion-only model)
+            total = torch.zeros(())
         return LossOutput(total, metrics)
 
     @torch.no_grad()

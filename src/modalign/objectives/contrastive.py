@@ -30,9 +30,7 @@ from modalign.types import EmbeddingBatch, LossOutput
 
 def _check_chunk(chunk_size: int | None, objective: str) -> int | None:
     if chunk_size is not None and int(chunk_size) < 1:
-        raise ConfigError(
-            f"objective {objective!r}: chunk_size must be >= 1 or null, got {chunk_size}"
-        )
+        raise ConfigError(f"objective {objective!r}: chunk_size must be >= 1 or null, got {chunk_size}")
     return None if chunk_size is None else int(chunk_size)
 
 
@@ -76,9 +74,7 @@ class ClipObjective(Objective):
         init = log_scale(check_positive(init_temperature, "init_temperature", "clip"))
         self.scale = LearnableScale(init, learn=learn_temperature)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(
-                f"objective 'clip': label_smoothing must be in [0, 1), got {label_smoothing}"
-            )
+            raise ConfigError(f"objective 'clip': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         self.chunk_size = _check_chunk(chunk_size, "clip")
 

@@ -77,19 +77,13 @@ class AffinityDistillationObjective(Objective):
         alpha: float = 1.0,
     ):
         super().__init__()
-        self.pairs = modality_pairs(
-            check_modalities(modalities, 2, "affinity_distillation"), anchor
-        )
+        self.pairs = modality_pairs(check_modalities(modalities, 2, "affinity_distillation"), anchor)
         self.teacher_suffix = teacher_suffix
         self.teacher_scale = check_positive(teacher_scale, "teacher_scale", "affinity_distillation")
-        init = log_scale(
-            check_positive(init_temperature, "init_temperature", "affinity_distillation")
-        )
+        init = log_scale(check_positive(init_temperature, "init_temperature", "affinity_distillation"))
         self.scale = LearnableScale(init, learn=learn_temperature)
         if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(
-                f"objective 'affinity_distillation': alpha must be in [0, 1], got {alpha}"
-            )
+            raise ConfigError(f"objective 'affinity_distillation': alpha must be in [0, 1], got {alpha}")
         self.alpha = float(alpha)
 
     def forward(self, batch: EmbeddingBatch) -> LossOutput:
@@ -103,9 +97,7 @@ class AffinityDistillationObjective(Objective):
             mask = pair_mask(pa, pb)
             if mask is not None and int(mask.sum()) < 2:
                 continue
-            loss = self.alpha * affinity_distillation(
-                a, b, t_a, t_b, s, self.teacher_scale, present=mask
-            )
+            loss = self.alpha * affinity_distillation(a, b, t_a, t_b, s, self.teacher_scale, present=mask)
             if self.alpha < 1.0:
                 loss = loss + (1.0 - self.alpha) * info_nce(a, b, s, present=mask)
             metrics[f"{m}-{n}"] = float(loss.detach())
@@ -175,9 +167,7 @@ class MomentumItcObjective(Objective):
         if queue_size > 0 and embed_dim is None:
             raise ConfigError("objective 'momentum_itc': queue_size > 0 needs params.embed_dim")
         dim = 1 if embed_dim is None else int(embed_dim)
-        gen = torch.Generator().manual_seed(
-            0
-        )  # deterministic initial queue, independent of the run's RNG
+        gen = torch.Generator().manual_seed(0)  # deterministic initial queue, independent of the run's RNG
         self.register_buffer(
             "queue_a", nn.functional.normalize(torch.randn(queue_size, dim, generator=gen), dim=1)
         )

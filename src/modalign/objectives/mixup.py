@@ -99,18 +99,14 @@ class M3CoObjective(_Stepped):
         if not 0.0 <= select_prob <= 1.0:
             raise ConfigError(f"objective 'm3co': select_prob must be in [0, 1], got {select_prob}")
         if target_mode not in ("add", "assign"):
-            raise ConfigError(
-                f"objective 'm3co': target_mode={target_mode!r}; use 'add' or 'assign'"
-            )
+            raise ConfigError(f"objective 'm3co': target_mode={target_mode!r}; use 'add' or 'assign'")
         self.select_prob = float(select_prob)
         self.temperature = check_positive(temperature, "temperature", "m3co")
         self.soft_temperature = check_positive(soft_temperature, "soft_temperature", "m3co")
         self.mixup_steps = mixup_steps
         self.target_mode = target_mode
 
-    def _mix_loss(
-        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None
-    ) -> torch.Tensor:
+    def _mix_loss(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n = a.shape[0] if mask is None else int(mask.sum())
         # Reference RNG order: permutation, Beta draws, selection.
         perm = torch.randperm(n, device=a.device)
@@ -201,9 +197,7 @@ class M2MixObjective(_Stepped):
             raise ConfigError(f"objective 'm2mix': mix_weight must be >= 0, got {mix_weight}")
         self.mix_weight = float(mix_weight)
         if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ConfigError(
-                f"objective 'm2mix': steps_per_epoch must be >= 1, got {steps_per_epoch}"
-            )
+            raise ConfigError(f"objective 'm2mix': steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.steps_per_epoch = steps_per_epoch
 
     def forward(self, batch: EmbeddingBatch) -> LossOutput:

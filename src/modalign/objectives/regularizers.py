@@ -124,11 +124,7 @@ class CuaObjective(Objective):
 
     def _pair(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = info_nce(a, b, self.scale(), present=mask)
-        loss = (
-            loss
-            + 0.5 * uniformity(a, self.t, present=mask)
-            + 0.5 * uniformity(b, self.t, present=mask)
-        )
+        loss = loss + 0.5 * uniformity(a, self.t, present=mask) + 0.5 * uniformity(b, self.t, present=mask)
         loss = loss + alignment(a, b, 2.0, present=mask)
         if self.cross:
             loss = loss + cross_uniformity(a, b, self.t, present=mask)

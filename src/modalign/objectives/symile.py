@@ -57,21 +57,11 @@ class SymileObjective(Objective):
         super().__init__()
         self.modalities = check_modalities(modalities, 2, "symile")
         if negatives not in ("n", "n_squared"):
-            raise ConfigError(
-                f"objective 'symile': negatives={negatives!r}; use 'n' or 'n_squared'"
-            )
+            raise ConfigError(f"objective 'symile': negatives={negatives!r}; use 'n' or 'n_squared'")
         self.negatives = negatives
         init = log_scale(check_positive(init_temperature, "init_temperature", "symile"))
-        lo = (
-            -math.inf
-            if min_scale is None
-            else math.log(check_positive(min_scale, "min_scale", "symile"))
-        )
-        hi = (
-            math.inf
-            if max_scale is None
-            else math.log(check_positive(max_scale, "max_scale", "symile"))
-        )
+        lo = -math.inf if min_scale is None else math.log(check_positive(min_scale, "min_scale", "symile"))
+        hi = math.inf if max_scale is None else math.log(check_positive(max_scale, "max_scale", "symile"))
         self.scale = LearnableScale(init, log_min=lo, log_max=hi, learn=learn_temperature)
 
     def forward(self, batch: EmbeddingBatch) -> LossOutput:
@@ -104,8 +94,7 @@ class SymileObjective(Objective):
         unknown = sorted(set(queries) - set(self.modalities))
         if unknown or not queries:
             raise ConfigError(
-                f"symile score: queries {sorted(queries)} must be a non-empty subset of "
-                f"{self.modalities}"
+                f"symile score: queries {sorted(queries)} must be a non-empty subset of {self.modalities}"
             )
         return mip_scores([queries[name] for name in self.modalities if name in queries], target)
 

@@ -235,7 +235,5 @@ def tiled_siglip(
         Scalar loss in ``a``'s dtype.
     """
     chunk = _check_chunk(chunk_size)
-    out: torch.Tensor = _TiledSigLIP.apply(
-        a, b, _as_scalar(logit_scale, a), _as_scalar(logit_bias, a), chunk
-    )
+    out: torch.Tensor = _TiledSigLIP.apply(a, b, _as_scalar(logit_scale, a), _as_scalar(logit_bias, a), chunk)
     return out

@@ -90,9 +90,7 @@ def split_embedding_batch(batch: EmbeddingBatch, sizes: Sequence[int]) -> list[E
     emb_parts = {k: torch.split(v, list(sizes)) for k, v in batch.emb.items()}
     pres_parts = {k: torch.split(v, list(sizes)) for k, v in batch.present.items()}
     return [
-        EmbeddingBatch(
-            {k: v[j] for k, v in emb_parts.items()}, {k: v[j] for k, v in pres_parts.items()}
-        )
+        EmbeddingBatch({k: v[j] for k, v in emb_parts.items()}, {k: v[j] for k, v in pres_parts.items()})
         for j in range(len(sizes))
     ]
 

@@ -11,14 +11,16 @@ from typing import Any
 import torch
 import yaml
 
-from modalign.build import build_model, build_objective, build_sources
+from modalign.build import build_fusion_spec, build_model, build_objective, build_sources
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.errors import CheckpointError, ConfigError
-from modalign.evaluation.evaluate import evaluate_samples, prompts_by_label
+from modalign.evaluation.evaluate import evaluate_model, prompts_by_label
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
+from modalign.model import MultimodalModel
+from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.trainer import Trainer
 
 
@@ -39,13 +41,11 @@ def run_training(
     started = time.perf_counter()
     d = cfg.data
     manifest = open_manifest(d.manifest, d.archive)
-    sources = build_sources(cfg)
     transforms_dir = out / "transforms"
     if resume:
         if not (transforms_dir / "config.json").exists():
             raise CheckpointError(f"nothing to resume in {out}: {transforms_dir} is missing")
-        for s in sources:
-            s.transform.load_state(transforms_dir, s.name)
+        model = MultimodalModel.from_config_dir(transforms_dir)  # fitted transforms and task classes
     else:
         if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
             raise ConfigError(f"{out} already holds a run; pass --resume or choose another --out")
@@ -55,25 +55,34 @@ def run_training(
                 f"data.train_split={d.train_split!r} selects no rows of {d.manifest} "
                 f"(column data.split_column={d.split_column!r})"
             )
+        sources = build_sources(cfg)
         fit_transforms(manifest, sources, train_rows)
-    keep = [c for c in {d.label_column, cfg.eval.match_on} if c is not None]
+        columns = {t.label_column for t in cfg.fusion.tasks} if cfg.fusion is not None else set()
+        labels = {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns}
+        torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
+        model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
+        model.save_transforms(transforms_dir)
+        atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
+    sources = model.sources()
+    keep = {d.label_column, cfg.eval.match_on}
+    if model.fusion_spec is not None:
+        keep |= {t.label_column for t in model.fusion_spec.tasks}
     common: dict[str, Any] = dict(
         split_column=d.split_column,
         id_column=d.id_column,
-        keep_columns=keep,
+        keep_columns=sorted(c for c in keep if c is not None),
         on_error=d.on_error,
         show_progress=show_progress,
     )
     train = load_split(manifest, sources, d.train_split, **common)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
     test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
+    for split, samples in (("train", train), ("val", val), ("test", test)):
+        if samples is not None:
+            check_labels(model, samples, split)
 
-    torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
-    model = build_model(cfg, sources)
     objective = build_objective(cfg)
-    if not resume:
-        model.save_transforms(transforms_dir)
-        atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
+    f = cfg.fusion
     trainer = Trainer(
         model,
         objective,
@@ -81,6 +90,8 @@ def run_training(
         sources,
         out,
         val=val if val is not None and len(val) else None,
+        prediction=prediction_loss(model, f.aux_weight) if f is not None else None,
+        modality_dropout=dict(f.modality_dropout) if f is not None else None,
         show_progress=show_progress,
         on_step=on_step,
         **cfg.trainer.model_dump(),
@@ -89,6 +100,7 @@ def run_training(
     model.save(out / "model")
 
     metrics: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
     if test is not None and len(test):
         prompts = None
         text = cfg.eval.zeroshot_text or next(
@@ -99,7 +111,7 @@ def run_training(
             prompts = prompts_by_label(
                 [r.get(cfg.column(text)) for r in rows], [r.get(d.label_column) for r in rows]
             )
-        metrics = evaluate_samples(
+        metrics, extras = evaluate_model(
             model,
             test,
             match_on=cfg.eval.match_on,
@@ -108,6 +120,7 @@ def run_training(
             zeroshot_text=text,
             class_prompts=prompts,
             batch_size=cfg.eval.batch_size,
+            robustness=robustness_settings(cfg, seed=cfg.trainer.seed),
         )
         if show_progress:
             print_table(metrics, title=f"{d.test_split} split")
@@ -120,7 +133,7 @@ def run_training(
         "train_seconds": round(time.perf_counter() - started, 1),
         "steps": cfg.trainer.max_steps,
     }
-    write_report(out / "report.json", metrics, meta)
+    write_report(out / "report.json", metrics, {**meta, **extras})
     return metrics
 
 
@@ -131,3 +144,16 @@ def skip_counts(splits: dict[str, SampleSet | None]) -> dict[str, float]:
         for reason, n in Counter(s.skipped if s is not None else {}).items():
             out[f"data/skipped/{split}/{reason}"] = float(n)
     return out
+
+
+def robustness_settings(cfg: ExperimentConfig, seed: int = 0) -> dict[str, Any]:
+    """Keywords of ``evaluate_predictions`` from the config's ``eval.robustness`` section."""
+    r = cfg.eval.robustness
+    return {
+        "robustness": r.enabled,
+        "max_subsets": r.max_subsets,
+        "mcar_rates": r.mcar_rates,
+        "mnar_drop": r.mnar_drop,
+        "explain_samples": r.explain_samples,
+        "seed": seed,
+    }

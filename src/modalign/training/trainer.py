@@ -7,6 +7,7 @@ a checkpoint ends with bit-identical weights to an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.fusion.missing import modality_dropout
 from modalign.objectives import CombinedObjective
 from modalign.training.checkpoint import (
     TrainState,
@@ -26,7 +28,7 @@ from modalign.training.checkpoint import (
 )
 from modalign.training.grad_cache import cached_backward
 from modalign.training.schedule import lr_at
-from modalign.types import Batch, LossOutput
+from modalign.types import Batch, EmbeddingBatch, LossOutput
 
 
 class Trainer:
@@ -65,6 +67,8 @@ class Trainer:
         threads: int | None = None,
         accumulation: str = "none",
         micro_batch_size: int | None = None,
+        prediction: Callable[[EmbeddingBatch, Batch], LossOutput] | None = None,
+        modality_dropout: dict[str, float] | None = None,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
@@ -79,6 +83,7 @@ class Trainer:
         self.val_every, self.log_every = val_every, log_every
         self.show_progress, self.on_step = show_progress, on_step
         self.micro_batch_size = micro_batch_size if accumulation == "cached" else None
+        self.prediction, self.modality_dropout = prediction, modality_dropout or {}
         if threads is not None:
             torch.set_num_threads(threads)
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
@@ -175,11 +180,25 @@ class Trainer:
         With ``accumulation="cached"`` the encoders run on micro-batches and the gradient is still
         exactly the full batch's (every negative counted; see ``grad_cache.cached_backward``).
         """
+        if self.modality_dropout:
+            present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
+            batch = dataclasses.replace(batch, present=present)
         if self.micro_batch_size is None or self.micro_batch_size >= len(batch):
-            out = self.objective(self.model(batch))
+            out = self.loss(batch)
             out.loss.backward()
             return out
         return cached_backward(self.model, batch.split(self.micro_batch_size), self.objective)
+
+    def loss(self, batch: Batch) -> LossOutput:
+        """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""
+        emb = self.model(batch)
+        out = self.objective(emb)
+        if self.prediction is None:
+            return out
+        pred = self.prediction(emb, batch)
+        return LossOutput(
+            out.loss + pred.loss, {**out.metrics, **{f"task/{k}": v for k, v in pred.metrics.items()}}
+        )
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -189,7 +208,7 @@ class Trainer:
         n, b, total, count = len(self.val_set), min(self.batch_size, len(self.val_set)), 0.0, 0
         for start in range(0, n - b + 1, b):
             batch = collate(self.val_set, list(range(start, start + b)), self.sources)
-            total += float(self.objective(self.model(batch)).loss)
+            total += float(self.loss(batch).loss)
             count += 1
         self.model.train()
         return total / max(count, 1)
