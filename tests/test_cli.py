@@ -138,3 +138,12 @@ def test_mdi_config_trains_on_another_image_text_manifest(dataset: Path, tmp_pat
         "text->image",
     }
     assert report["retrieval/image->text/n_queries"] == 16
+
+
+def test_every_shipped_config_validates() -> None:
+    from modalign.config import load_config
+
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert {p.name for p in configs} >= {"quickstart.yaml", "mdi_icons.yaml", "rosmap.yaml"}
+    for path in configs:
+        load_config(path)

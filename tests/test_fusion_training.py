@@ -73,6 +73,8 @@ def test_multimodn_trains_predicts_and_explains(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     steps = report["meta"]["explanations"][0]["steps"]
     assert [s["after"] for s in steps][0] is None and len(steps) == 4
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Per-step predictions" in page and "data:image/png;base64," in page and "modality subsets" in page
 
     model = modalign.load(tmp_path / "run" / "model")
     sample = {"a": [0.5, 0.0, 0.0, 0.0], "b": None, "c": [1.0, 0.1, 0.0, 0.0]}
@@ -134,3 +136,12 @@ def test_model_without_fusion_refuses_predict(dataset: Path, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="fusion"):
         model.predict({"text": ["a circle"]})
     assert torch.is_grad_enabled()
+
+
+def test_fusion_only_models_skip_retrieval(tmp_path: Path) -> None:
+    manifest = _tabular_manifest(tmp_path / "d", n_train=40, n_test=10)
+    raw = _config(manifest, "concat")
+    raw["trainer"]["max_steps"] = 2
+    metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+    assert not any(k.startswith("retrieval/") for k in metrics)  # no contrastive objective
+    assert modalign.load(tmp_path / "run" / "model").aligned is False

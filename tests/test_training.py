@@ -36,6 +36,7 @@ def test_train_writes_artifacts_and_report(dataset: Path, tmp_path: Path) -> Non
         "model/tokenizer-text.json",
         "metrics.jsonl",
         "report.json",
+        "report.html",
         "config.yaml",
     ):
         assert (run / name).is_file(), name

@@ -46,7 +46,7 @@ def build_model(
         t = transforms[name]
         kwargs = encoder_kwargs(m.encoder_name, m.preset, dict(m.encoder_params), t.encoder_kwargs())
         specs.append(ModalitySpec(name, m.kind, cfg.column(name), m.encoder_name, kwargs, t))
-    return MultimodalModel(specs, cfg.model.embed_dim, cfg.model.head, fusion)
+    return MultimodalModel(specs, cfg.model.embed_dim, cfg.model.head, fusion, aligned=bool(cfg.objectives))
 
 
 def build_objective(cfg: ExperimentConfig) -> CombinedObjective:

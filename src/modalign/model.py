@@ -104,9 +104,13 @@ class MultimodalModel(nn.Module):
         embed_dim: int,
         head: str = "linear",
         fusion: FusionSpec | None = None,
+        aligned: bool = True,
     ):
         super().__init__()
         self.specs = {s.name: s for s in specs}
+        # False when no contrastive objective shaped the space (a fusion-only model): cross-modal
+        # retrieval and zero-shot scores would be meaningless, so evaluation skips them.
+        self.aligned = aligned
         self.embed_dim = embed_dim
         self.head = head
         self.towers = nn.ModuleDict(
@@ -312,6 +316,7 @@ class MultimodalModel(nn.Module):
                 for s in self.specs.values()
             },
             "fusion": None if self.fusion_spec is None else self.fusion_spec.describe(),
+            "aligned": self.aligned,
         }
 
     def save_transforms(self, directory: str | Path) -> None:
@@ -354,6 +359,7 @@ class MultimodalModel(nn.Module):
             desc["embed_dim"],
             desc["head"],
             None if fusion is None else FusionSpec.from_description(fusion),
+            bool(desc.get("aligned", True)),
         )
 
     @classmethod

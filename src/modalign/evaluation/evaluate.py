@@ -115,16 +115,18 @@ def evaluate_model(
         Flat metrics and extras (e.g. ``explanations``) for the report.
     """
     emb = embed_samples(model, samples, batch_size)
-    metrics = evaluate_samples(
-        model,
-        samples,
-        match_on=match_on,
-        ks=ks,
-        label_column=label_column,
-        zeroshot_text=zeroshot_text,
-        class_prompts=class_prompts,
-        emb=emb,
-    )
+    metrics: dict[str, float] = {}
+    if model.aligned:
+        metrics = evaluate_samples(
+            model,
+            samples,
+            match_on=match_on,
+            ks=ks,
+            label_column=label_column,
+            zeroshot_text=zeroshot_text,
+            class_prompts=class_prompts,
+            emb=emb,
+        )
     extras: dict[str, Any] = {}
     if model.fusion_spec is not None:
         from modalign.evaluation.prediction_eval import evaluate_predictions

@@ -10,9 +10,12 @@ from modalign.io import atomic_write_json
 
 
 def write_report(path: Path, metrics: dict[str, float], meta: dict[str, Any]) -> None:
-    """``report.json``: flat metric keys at the top level plus a ``meta`` object (provenance)."""
+    """``report.json`` (flat metric keys plus a ``meta`` object) and ``report.html`` beside it."""
+    from modalign.evaluation.html import write_html_report
+
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
     atomic_write_json(path, {**clean, "meta": meta})
+    write_html_report(path.with_suffix(".html"), metrics, meta)
 
 
 def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
