@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="add modalign at B = 65,536 and 262,144")
     parser.add_argument("--sizes", type=int, nargs="*", default=[8192, 16384])
     parser.add_argument("--big-sizes", type=int, nargs="*", default=[65536, 262144])
-    parser.add_argument("--chunk", type=int, default=1024, help="tile side of the tiled loss")
+    parser.add_argument("--chunk", type=int, default=4096, help="tile side of the tiled loss")
     parser.add_argument("--repeats", type=int, default=2, help="calls per subprocess")
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds")
     parser.add_argument("--threads", type=int, default=2)

@@ -38,13 +38,44 @@ def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
 
 
+def _tile_lse(
+    tile: torch.Tensor, row_shift: torch.Tensor, col_shift: torch.Tensor, buf: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column ``LSE(tile − shift)`` of a tile, in a few in-place passes.
+
+    ``torch.logsumexp`` allocates and makes several passes per call; on a tile this is most of
+    the forward's non-matmul time. Each direction is shifted by its own maxima (no overflow), and
+    the shift is applied as ``(max − shift) + log Σ exp(tile − max)`` so that when the positive is
+    the maximum, ``max − shift`` is exactly 0 and the small ``log(1 + ε)`` keeps its digits.
+
+    Args:
+        tile: (R, C), left intact.
+        row_shift: (R,) subtracted from every row (``Z_ii``).
+        col_shift: (C,) subtracted from every column.
+        buf: scratch of at least (R, C).
+
+    Returns:
+        ``(rows (R,), cols (C,))``.
+    """
+    r, c = tile.shape
+    work = buf[:r, :c]
+    row_max = tile.amax(1)
+    torch.sub(tile, row_max[:, None], out=work)
+    rows = work.exp_().sum(1).log_().add_(row_max - row_shift)
+    col_max = tile.amax(0)
+    torch.sub(tile, col_max[None, :], out=work)
+    cols = work.exp_().sum(0).log_().add_(col_max - col_shift)
+    return rows, cols
+
+
 class _TiledInfoNCE(torch.autograd.Function):
     """Symmetric InfoNCE; inputs ``a, b (B, D)`` and scalar scale ``s``; saves only the LSEs.
 
-    Row i's loss is kept as ``LSE_j(Z_ij − Z_ii) >= 0`` rather than ``LSE_j Z_ij − Z_ii``: the
-    difference of two large numbers loses every digit in fp32 when the loss is small. Row and
-    column spans are the same, so the diagonal lies in the tiles with ``r0 == c0``; there the tile's
-    diagonal is overwritten with the directly computed ``Z_ii`` so that it cancels exactly.
+    Row i's loss is accumulated as ``LSE_j(Z_ij − Z_ii) >= 0`` (each tile's LSE is shifted by the
+    tile's own row maximum, then by ``Z_ii``), never as ``LSE_j Z_ij − Z_ii`` summed over rows at
+    the end: that difference of two large sums loses every digit in fp32 when the loss is small.
+    Row and column spans are the same, so the diagonal lies in the tiles with ``r0 == c0``; there
+    the tile's diagonal is overwritten with the directly computed ``Z_ii`` so that it cancels.
     """
 
     @staticmethod
@@ -58,14 +89,14 @@ class _TiledInfoNCE(torch.autograd.Function):
         row_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
         col_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
         spans = _spans(n, chunk)
+        buf = torch.empty((min(chunk, n), min(chunk, n)), dtype=acc, device=a.device)
         for r0, r1 in spans:
             a_r = a[r0:r1] * s  # (R, D): scaling the smaller operand once is cheaper than the tile
             for c0, c1 in spans:
                 tile = (a_r @ b[c0:c1].T).to(acc)  # (R, C)
                 if r0 == c0:
                     tile.diagonal().copy_(diag[r0:r1])
-                rows = torch.logsumexp(tile - diag[r0:r1, None], 1)
-                cols = torch.logsumexp(tile - diag[None, c0:c1], 0)
+                rows, cols = _tile_lse(tile, diag[r0:r1], diag[c0:c1], buf)
                 row_lse[r0:r1] = torch.logaddexp(row_lse[r0:r1], rows)
                 col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], cols)
         loss = (row_lse.sum() + col_lse.sum()) / (2 * n)
@@ -88,6 +119,7 @@ class _TiledInfoNCE(torch.autograd.Function):
         grad_b = torch.zeros_like(b)
         grad_s = torch.zeros((), dtype=acc, device=a.device)
         spans = _spans(n, ctx.chunk)
+        buf = torch.empty((min(ctx.chunk, n), min(ctx.chunk, n)), dtype=acc, device=a.device)
         for r0, r1 in spans:
             a_r = a[r0:r1]
             a_rs = a_r * s
@@ -95,18 +127,25 @@ class _TiledInfoNCE(torch.autograd.Function):
             for c0, c1 in spans:
                 b_c = b[c0:c1]
                 tile = (a_rs @ b_c.T).to(acc)  # (R, C) recomputed
-                g = torch.exp(tile - row_norm[r0:r1, None])
-                g += torch.exp(tile - col_norm[None, c0:c1])
+                g = buf[: r1 - r0, : c1 - c0]
+                torch.sub(tile, row_norm[r0:r1, None], out=g)
+                g.exp_()
+                tile.sub_(col_norm[None, c0:c1]).exp_()
+                g += tile
                 if r0 == c0:
                     # P_ii − 1 = expm1(−lse'): exact even when the positive takes all the mass.
                     g.diagonal().copy_(torch.expm1(-row_lse[r0:r1]) + torch.expm1(-col_lse[r0:r1]))
-                g *= coef
-                g = g.to(a.dtype)
-                ga_r += (g @ b_c).to(acc)  # (R, D), not yet times s
-                grad_b[c0:c1] += g.T @ a_rs  # (C, D)
+                # Accumulate 2B·G (the 1/(2B) and upstream factor are applied once at the end).
+                g_in = g.to(a.dtype)
+                if acc == a.dtype:
+                    ga_r.addmm_(g_in, b_c)  # (R, D), not yet times s
+                else:
+                    ga_r += (g_in @ b_c).to(acc)
+                grad_b[c0:c1].addmm_(g_in.T, a_rs)  # (C, D)
             grad_s += (ga_r * a_r.to(acc)).sum()
-            grad_a[r0:r1] = (ga_r * scale.to(acc)).to(a.dtype)
-        grad_scale = grad_s.to(scale.dtype) if ctx.needs_input_grad[2] else None
+            grad_a[r0:r1] = (ga_r * (scale.to(acc) * coef)).to(a.dtype)
+        grad_b.mul_(coef.to(a.dtype))
+        grad_scale = (grad_s * coef).to(scale.dtype) if ctx.needs_input_grad[2] else None
         return grad_a, grad_b, grad_scale, None
 
 
