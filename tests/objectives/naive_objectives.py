@@ -84,9 +84,7 @@ def dcl_loss(a, b, tau, weighted=False, sigma=0.5, intra=False):
 
 def cwcl_loss(a, b, u, s, reverse="cwcl"):
     n = a.shape[0]
-    w = [
-        [1.0 if i == j else 0.5 + 0.5 * float(dot(u[i], u[j])) for j in range(n)] for i in range(n)
-    ]
+    w = [[1.0 if i == j else 0.5 + 0.5 * float(dot(u[i], u[j])) for j in range(n)] for i in range(n)]
     total = 0.0
     for i in range(n):
         row = [s * dot(a[i], b[j]) for j in range(n)]
@@ -213,9 +211,7 @@ def alignment(a, b, alpha=2.0):
 
 def cross_uniformity(a, b, t=2.0):
     n = a.shape[0]
-    vals = [
-        torch.exp(-t * ((a[i] - b[j]) ** 2).sum()) for i in range(n) for j in range(n) if i != j
-    ]
+    vals = [torch.exp(-t * ((a[i] - b[j]) ** 2).sum()) for i in range(n) for j in range(n) if i != j]
     return torch.log(sum(vals) / len(vals))
 
 
@@ -239,12 +235,8 @@ def affinity(s_a, s_b, t_a, t_b, s_s, s_t):
 
 def albef_itc(a, b, a_m, b_m, tau, alpha, q_a=None, q_b=None):
     n = a.shape[0]
-    v_all = [a_m[i] for i in range(n)] + (
-        [] if q_a is None else [q_a[k] for k in range(q_a.shape[0])]
-    )
-    w_all = [b_m[i] for i in range(n)] + (
-        [] if q_b is None else [q_b[k] for k in range(q_b.shape[0])]
-    )
+    v_all = [a_m[i] for i in range(n)] + ([] if q_a is None else [q_a[k] for k in range(q_a.shape[0])])
+    w_all = [b_m[i] for i in range(n)] + ([] if q_b is None else [q_b[k] for k in range(q_b.shape[0])])
     total = 0.0
     for x, x_m, cands in ((a, a_m, w_all), (b, b_m, v_all)):
         for i in range(n):

@@ -48,9 +48,7 @@ def setup(objective_name):
 
 
 def grads(*modules):
-    return {
-        f"{i}.{n}": p.grad.clone() for i, m in enumerate(modules) for n, p in m.named_parameters()
-    }
+    return {f"{i}.{n}": p.grad.clone() for i, m in enumerate(modules) for n, p in m.named_parameters()}
 
 
 def reference(model, objective, mbs):

@@ -98,9 +98,7 @@ def test_present_equals_deleted_rows(name):
     present = torch.tensor([1, 0, 1, 1, 1, 0, 1, 1, 0, 1], dtype=torch.bool)
     full = batch_for(name, torch.float64, present)
     # Absent rows hold junk: the mask, not the value, must exclude them.
-    emb = {
-        k: torch.where(present[:, None], v, torch.full_like(v, 7.0)) for k, v in full.emb.items()
-    }
+    emb = {k: torch.where(present[:, None], v, torch.full_like(v, 7.0)) for k, v in full.emb.items()}
     masked = run(make(name), EmbeddingBatch(emb, full.present))
     deleted = run(make(name), EmbeddingBatch({k: v[present] for k, v in full.emb.items()}, {}))
     torch.testing.assert_close(masked.loss, deleted.loss, rtol=1e-12, atol=1e-12)

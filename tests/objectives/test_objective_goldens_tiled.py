@@ -23,9 +23,7 @@ def _rows(f):
 
 IMG = _rows(lambda i, j: torch.sin(0.7 * i + 0.3 * j + 0.1))
 TXT = _rows(lambda i, j: torch.cos(0.5 * i - 0.2 * j + 0.3))
-TXT2 = _rows(
-    lambda i, j: torch.sin(0.7 * i + 0.3 * j + 0.1) + 0.5 * torch.cos(0.5 * i - 0.2 * j + 0.3)
-)
+TXT2 = _rows(lambda i, j: torch.sin(0.7 * i + 0.3 * j + 0.1) + 0.5 * torch.cos(0.5 * i - 0.2 * j + 0.3))
 T_IMG = _rows(lambda i, j: torch.sin(0.9 * i + 0.1 * j + 0.2))
 T_TXT = _rows(lambda i, j: torch.cos(0.4 * i + 0.25 * j))
 
@@ -120,7 +118,10 @@ def test_tiled_equals_untiled_fp32(n, chunk, loss):
             if n < 2:
                 out = tiled_info_nce(x, y, th.exp(), chunk_size=chunk) if chunk_size else None
                 return out, None
-            val = fn.info_nce(x, y, th.exp(), chunk_size=chunk_size)
+            if chunk_size is None:
+                val = fn.info_nce(x, y, th.exp())
+            else:  # recompute every tile in backward (the path huge batches take)
+                val = tiled_info_nce(x, y, th.exp(), chunk_size=chunk_size, cache_mb=0)
             grads = torch.autograd.grad(val, [x, y, th])
         else:
             val = fn.siglip(x, y, th.exp(), t, chunk_size=chunk_size)
@@ -137,6 +138,23 @@ def test_tiled_equals_untiled_fp32(n, chunk, loss):
         assert float((got - want).abs().max()) / scale < 1e-5
 
 
+@pytest.mark.parametrize("cache_mb", [0.0, 0.01, 256.0])
+def test_tiled_cache_budget_changes_nothing(cache_mb):
+    # 0: every tile recomputed in backward; 0.01 MiB: some kept; 256: all kept. retain_graph lets
+    # a second backward run after the kept tiles were consumed.
+    g = torch.Generator().manual_seed(3)
+    a = F.normalize(torch.randn(50, 8, generator=g, dtype=F64), dim=1).requires_grad_()
+    b = F.normalize(torch.randn(50, 8, generator=g, dtype=F64), dim=1).requires_grad_()
+    th = torch.tensor(2.5, dtype=F64, requires_grad=True)
+    want = torch.autograd.grad(fn.info_nce(a, b, th.exp()), [a, b, th])
+    loss = tiled_info_nce(a, b, th.exp(), chunk_size=16, cache_mb=cache_mb)
+    close(loss, float(fn.info_nce(a, b, th.exp())))
+    for _ in range(2):
+        got = torch.autograd.grad(loss, [a, b, th], retain_graph=True)
+        for x, y in zip(got, want, strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)
+
+
 def test_tiled_fp64_matches_and_chunk_independent():
     g = torch.Generator().manual_seed(0)
     a = F.normalize(torch.randn(37, 6, generator=g, dtype=F64), dim=1)
@@ -144,6 +162,7 @@ def test_tiled_fp64_matches_and_chunk_independent():
     ref = fn.info_nce(a, b, 20.0)
     for chunk in (1, 5, 36, 37, 1000):
         close(tiled_info_nce(a, b, 20.0, chunk_size=chunk), float(ref))
+        close(tiled_info_nce(a, b, 20.0, chunk_size=chunk, cache_mb=0), float(ref))
         sig = float(fn.siglip(a, b, 20.0, -3.0))
         close(tiled_siglip(a, b, 20.0, -3.0, chunk_size=chunk), sig, {"rtol": 1e-12, "atol": 0})
 

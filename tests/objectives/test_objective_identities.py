@@ -38,9 +38,7 @@ def test_albef_ids_make_all_captions_positive():
     a, b = unit(4, 5, seed=4), unit(4, 5, seed=5)
     ids = torch.tensor([0, 0, 1, 2])
     pos = ids[:, None] == ids[None, :]
-    same(
-        fn.momentum_itc(a, b, a, b, 0.1, alpha=0.0, ids=ids), fn.info_nce(a, b, 10.0, positives=pos)
-    )
+    same(fn.momentum_itc(a, b, a, b, 0.1, alpha=0.0, ids=ids), fn.info_nce(a, b, 10.0, positives=pos))
 
 
 def test_m3co_without_mixing_is_infonce():
@@ -161,9 +159,7 @@ CASES = {
     "info_nce_tiled": lambda a, b, c, p: fn.info_nce(a, b, 9.0, present=p, chunk_size=3),
     "siglip": lambda a, b, c, p: fn.siglip(a, b, 9.0, -2.0, present=p),
     "siglip_tiled": lambda a, b, c, p: fn.siglip(a, b, 9.0, -2.0, present=p, chunk_size=2),
-    "dclw_intra": lambda a, b, c, p: fn.dcl(
-        a, b, 0.3, weighted=True, intra_modal_negatives=True, present=p
-    ),
+    "dclw_intra": lambda a, b, c, p: fn.dcl(a, b, 0.3, weighted=True, intra_modal_negatives=True, present=p),
     "cwcl": lambda a, b, c, p: fn.cwcl(a, b, c, 9.0, present=p),
     "symile": lambda a, b, c, p: fn.symile([a, b, c], 9.0, negatives="n_squared", present=p),
     "soft_clip": lambda a, b, c, p: fn.soft_clip(a, b, present=p),

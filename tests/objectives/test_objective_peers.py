@@ -59,9 +59,7 @@ def test_open_clip_clip_and_siglip(open_clip_loss):
     a, b = unit(11, 7, seed=0), unit(11, 7, seed=1)
     for chunk in (None, 4):
         ref = open_clip_loss.ClipLoss()(a, b, torch.tensor(12.0, dtype=torch.float64))
-        torch.testing.assert_close(
-            fn.info_nce(a, b, 12.0, chunk_size=chunk), ref, rtol=0, atol=1e-12
-        )
+        torch.testing.assert_close(fn.info_nce(a, b, 12.0, chunk_size=chunk), ref, rtol=0, atol=1e-12)
         s, t = torch.tensor(10.0, dtype=torch.float64), torch.tensor(-10.0, dtype=torch.float64)
         ref = open_clip_loss.SigLipLoss()(a, b, s, t)
         got = fn.siglip(a, b, s, t, chunk_size=chunk)
@@ -85,9 +83,7 @@ def test_open_clip_distill_term(open_clip_loss):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_lightly_dcl(lightly_dcl, weighted):
     a, b = unit(6, 16, seed=6, dtype=torch.float32), unit(6, 16, seed=7, dtype=torch.float32)
-    ref_fn = (
-        lightly_dcl.DCLWLoss(temperature=0.1, sigma=0.5) if weighted else lightly_dcl.DCLLoss(0.1)
-    )
+    ref_fn = lightly_dcl.DCLWLoss(temperature=0.1, sigma=0.5) if weighted else lightly_dcl.DCLLoss(0.1)
     ref = ref_fn(a, b)
     got = fn.dcl(a, b, 0.1, weighted=weighted, sigma=0.5, intra_modal_negatives=True)
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
@@ -98,9 +94,7 @@ def test_symile_peer():
     reps = [unit(6, 8, seed=10 + k, dtype=torch.float32) for k in range(3)]
     scale = torch.tensor(math.exp(1.2))
     ref = symile.Symile("n_squared")(reps, scale)
-    torch.testing.assert_close(
-        fn.symile(reps, scale, negatives="n_squared"), ref, rtol=1e-6, atol=1e-6
-    )
+    torch.testing.assert_close(fn.symile(reps, scale, negatives="n_squared"), ref, rtol=1e-6, atol=1e-6)
     torch.manual_seed(3)
     ref = symile.Symile("n")(reps, scale)
     torch.manual_seed(3)

@@ -31,9 +31,7 @@ def check(ours_fn, naive_fn, inputs, rtol=1e-10, atol=1e-12):
     g2 = torch.autograd.grad(l2, x2, allow_unused=True)
     for a, b in zip(g1, g2, strict=True):
         if a is None or b is None:
-            assert (a is None or float(a.abs().max()) == 0) and (
-                b is None or float(b.abs().max()) == 0
-            )
+            assert (a is None or float(a.abs().max()) == 0) and (b is None or float(b.abs().max()) == 0)
             continue
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
 

@@ -23,6 +23,8 @@ import torch
 
 from modalign.errors import ConfigError
 
+CACHE_MB = 256.0  # default MiB of forward tiles kept for backward (see tiled_info_nce)
+
 
 def _acc_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -80,11 +82,13 @@ class _TiledInfoNCE(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, chunk: int
+        ctx: Any, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, chunk: int, cache_bytes: int
     ) -> torch.Tensor:
         n = a.shape[0]
         acc = _acc_dtype(a)
         s = scale.to(a.dtype)
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+        cached_bytes = 0
         diag = (a * b).sum(1).to(acc) * scale.to(acc)  # (B,) Z_ii
         row_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
         col_lse = torch.full((n,), float("-inf"), dtype=acc, device=a.device)
@@ -99,9 +103,14 @@ class _TiledInfoNCE(torch.autograd.Function):
                 rows, cols = _tile_lse(tile, diag[r0:r1], diag[c0:c1], buf)
                 row_lse[r0:r1] = torch.logaddexp(row_lse[r0:r1], rows)
                 col_lse[c0:c1] = torch.logaddexp(col_lse[c0:c1], cols)
+                size = tile.numel() * tile.element_size()
+                if cached_bytes + size <= cache_bytes:
+                    cache[(r0, c0)] = tile  # backward skips recomputing this one
+                    cached_bytes += size
         loss = (row_lse.sum() + col_lse.sum()) / (2 * n)
         ctx.save_for_backward(a, b, scale, diag, row_lse, col_lse)
         ctx.chunk = chunk
+        ctx.cache = cache
         return loss.to(a.dtype)
 
     @staticmethod
@@ -126,7 +135,11 @@ class _TiledInfoNCE(torch.autograd.Function):
             ga_r = torch.zeros((r1 - r0, a.shape[1]), dtype=acc, device=a.device)
             for c0, c1 in spans:
                 b_c = b[c0:c1]
-                tile = (a_rs @ b_c.T).to(acc)  # (R, C) recomputed
+                # A kept tile is consumed (modified in place below), so a second backward with
+                # retain_graph recomputes it instead of reading garbage.
+                tile = ctx.cache.pop((r0, c0), None)
+                if tile is None:
+                    tile = (a_rs @ b_c.T).to(acc)  # (R, C) recomputed
                 g = buf[: r1 - r0, : c1 - c0]
                 torch.sub(tile, row_norm[r0:r1, None], out=g)
                 g.exp_()
@@ -146,7 +159,7 @@ class _TiledInfoNCE(torch.autograd.Function):
             grad_a[r0:r1] = (ga_r * (scale.to(acc) * coef)).to(a.dtype)
         grad_b.mul_(coef.to(a.dtype))
         grad_scale = (grad_s * coef).to(scale.dtype) if ctx.needs_input_grad[2] else None
-        return grad_a, grad_b, grad_scale, None
+        return grad_a, grad_b, grad_scale, None, None
 
 
 class _TiledSigLIP(torch.autograd.Function):
@@ -228,18 +241,27 @@ def _as_scalar(x: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
 
 
 def tiled_info_nce(
-    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, *, chunk_size: int
+    a: torch.Tensor,
+    b: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    *,
+    chunk_size: int,
+    cache_mb: float = CACHE_MB,
 ) -> torch.Tensor:
     """Exact symmetric InfoNCE computed in ``(chunk_size, chunk_size)`` tiles.
 
     Same value and gradients as :func:`modalign.objectives.functional.info_nce` without masks
-    (``½[CE(Z, arange) + CE(Zᵀ, arange)]``, ``Z = s·a bᵀ``), with memory ``O(B·D + chunk²)``.
+    (``½[CE(Z, arange) + CE(Zᵀ, arange)]``, ``Z = s·a bᵀ``), with memory
+    ``O(B·D + chunk² + cache_mb)``. Tiles are recomputed in backward, except the first ones of
+    the forward that fit in ``cache_mb`` MiB, which are kept (a time/memory trade-off: with the
+    whole ``(B, B)`` matrix kept the cost is 3 instead of 4 ``B²D`` matmuls).
 
     Args:
         a: (B, D) rows (unit rows in normal use).
         b: (B, D) rows.
         logit_scale: ``s = 1/τ`` (a scalar tensor keeps its gradient).
         chunk_size: tile side; any positive value, need not divide ``B``.
+        cache_mb: MiB of forward tiles kept for backward; 0 recomputes every tile.
 
     Returns:
         Scalar loss in ``a``'s dtype.
@@ -249,7 +271,10 @@ def tiled_info_nce(
         >>> loss = tiled_info_nce(a, a, 10.0, chunk_size=3)
     """
     chunk = _check_chunk(chunk_size)
-    out: torch.Tensor = _TiledInfoNCE.apply(a, b, _as_scalar(logit_scale, a), chunk)
+    if not cache_mb >= 0:
+        raise ConfigError(f"cache_mb must be >= 0, got {cache_mb}")
+    cache_bytes = int(cache_mb * 2**20)
+    out: torch.Tensor = _TiledInfoNCE.apply(a, b, _as_scalar(logit_scale, a), chunk, cache_bytes)
     return out
 
 
