@@ -5,7 +5,9 @@ minutes on 2 CPU cores); ``--big`` adds modalign alone at B = 65,536 and 262,144
 of an hour). ``--json PATH`` writes every figure as one JSON object.
 
 What is measured: forward + backward of the symmetric InfoNCE loss on fp32 unit rows ``(B, 512)``
-with a learnable scale, gradients w.r.t. both inputs and the scale. Each configuration runs in a
+with a learnable scale, gradients w.r.t. both inputs and the scale. modalign runs
+``tiled_info_nce`` with ``--chunk`` (tile side, 4096) and ``--cache-mb`` (MiB of forward tiles
+kept for backward; the library default, 256, unless given; 0 recomputes every tile). Each configuration runs in a
 **fresh subprocess**, so one run's allocations cannot hide another's. Memory is the operating
 system's view: ``peak_rss`` is the child's ``ru_maxrss`` (whole process: Python, torch, inputs and
 their gradients, the loss); ``loss_extra`` is ``peak_rss`` minus the resident size just before the
@@ -54,7 +56,7 @@ def _open_clip_loss_module():
     return module
 
 
-def child(impl: str, batch: int, chunk: int, repeats: int, threads: int) -> dict:
+def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float) -> dict:
     """One configuration, in this (fresh) process; returns its figures."""
     import torch
 
@@ -81,10 +83,10 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int) -> dict
         def loss_fn():
             return clip_loss(a, b, log_scale.exp())
     else:
-        from modalign.objectives.functional import info_nce
+        from modalign.objectives.tiled import tiled_info_nce
 
         def loss_fn():
-            return info_nce(a, b, log_scale.exp(), chunk_size=chunk)
+            return tiled_info_nce(a, b, log_scale.exp(), chunk_size=chunk, cache_mb=cache_mb)
 
     rss_before = _rss_bytes()
     times, fwd_times, cpu_times, value = [], [], [], None
@@ -106,6 +108,7 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int) -> dict
         "impl": impl,
         "batch": batch,
         "chunk": chunk if impl == "modalign" else None,
+        "cache_mb": cache_mb if impl == "modalign" else None,
         "time_s": min(times),
         "forward_s": min(fwd_times),
         "all_times_s": times,
@@ -118,17 +121,9 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int) -> dict
     }
 
 
-def run_child(impl: str, batch: int, chunk: int, repeats: int, threads: int) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        impl,
-        str(batch),
-        str(chunk),
-        str(repeats),
-        str(threads),
-    ]
+def run_child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, str(batch), str(chunk), str(repeats)]
+    cmd += [str(threads), str(cache_mb)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"impl": impl, "batch": batch, "error": proc.stderr.strip().splitlines()[-1:]}
@@ -157,12 +152,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocess rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cache-mb", type=float, default=None, help="MiB of forward tiles kept (library default)"
+    )
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        impl, batch, chunk, repeats, threads = args.child
-        print(json.dumps(child(impl, int(batch), int(chunk), int(repeats), int(threads))))
+        impl, batch, chunk, repeats, threads, cache_mb = args.child
+        out = child(impl, int(batch), int(chunk), int(repeats), int(threads), float(cache_mb))
+        print(json.dumps(out))
         return
+    if args.cache_mb is None:
+        from modalign.objectives.tiled import CACHE_MB
+
+        args.cache_mb = CACHE_MB
 
     results: list[dict] = []
     head = (
@@ -192,7 +195,9 @@ def main() -> None:
         for k in range(args.rounds):
             order = ["modalign", "open_clip"] if k % 2 == 0 else ["open_clip", "modalign"]
             for impl in order:
-                rounds[impl].append(run_child(impl, batch, args.chunk, args.repeats, args.threads))
+                rounds[impl].append(
+                    run_child(impl, batch, args.chunk, args.repeats, args.threads, args.cache_mb)
+                )
         ours, theirs = _merge(rounds["modalign"]), _merge(rounds["open_clip"])
         show(ours)
         show(theirs)
@@ -210,7 +215,7 @@ def main() -> None:
             )
     if args.big:
         for batch in args.big_sizes:
-            r = run_child("modalign", batch, args.chunk, 1, args.threads)
+            r = run_child("modalign", batch, args.chunk, 1, args.threads, args.cache_mb)
             show(r)
             results.append(r)
 
@@ -233,6 +238,7 @@ def main() -> None:
         payload = {
             "dim": DIM,
             "chunk": args.chunk,
+            "cache_mb": args.cache_mb,
             "threads": args.threads,
             "repeats": args.repeats,
             "rounds": args.rounds,
