@@ -6,16 +6,16 @@ of an hour). ``--json PATH`` writes every figure as one JSON object.
 
 What is measured: forward + backward of the symmetric InfoNCE loss on fp32 unit rows ``(B, 512)``
 with a learnable scale, gradients w.r.t. both inputs and the scale. modalign runs
-``tiled_info_nce`` with ``--chunk`` (tile side, 4096) and ``--cache-mb`` (MiB of forward tiles
-kept for backward; the library default, 256, unless given; 0 recomputes every tile).
-Each configuration runs in a **fresh subprocess**, so one run's allocations cannot hide another's. Memory is the operating
-system's view: ``peak_rss`` is the child's ``ru_maxrss`` (whole process: Python, torch, inputs and
-their gradients, the loss); ``loss_extra`` is ``peak_rss`` minus the resident size just before the
-first loss call (inputs already allocated, written row-block by row-block so that creating them
-leaves no higher peak). Time is the fastest wall-clock call over ``--rounds`` alternating
-subprocesses of ``--repeats`` calls each (the first call pays one-off allocation costs; alternation
-keeps load from other processes from favouring either side); ``cpu s`` is the process CPU time of
-the fastest call, less sensitive to a shared machine.
+``tiled_info_nce`` with ``--chunk`` (tile side, 4096) and ``--cache-mb`` (MiB of forward tiles kept
+for backward; the library default, 256, unless given; 0 recomputes every tile). Each configuration
+runs in a **fresh subprocess**, so one run's allocations cannot hide another's. Memory is the
+operating system's view: ``peak_rss`` is the child's ``ru_maxrss`` (whole process: Python, torch,
+inputs and their gradients, the loss); ``loss_extra`` is ``peak_rss`` minus the resident size just
+before the first loss call (inputs already allocated, written row-block by row-block so that
+creating them leaves no higher peak). Time is the fastest wall-clock call over ``--rounds``
+alternating subprocesses of ``--repeats`` calls each (the first call pays one-off allocation costs;
+alternation keeps load from other processes from favouring either side); ``cpu s`` is the process
+CPU time of the fastest call, less sensitive to a shared machine.
 
 open_clip's loss module is loaded by file path (its package ``__init__`` imports torchvision):
 ``pip install --no-deps open-clip-torch==3.3.0``; without it only modalign's rows are printed.
