@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/loss_memory.py`` (B = 8,192 and 16,384, both implementations, a few
 minutes on 2 CPU cores); ``--big`` adds modalign alone at B = 65,536 and 262,144 (minutes to most
-of an hour). ``--json PATH`` writes every figure as one JSON object.
+of an hour); ``--big --memory-probe 2`` measures only their peak memory (see ``--help``). ``--json
+PATH`` writes every figure as one JSON object.
 
 What is measured: forward + backward of the symmetric InfoNCE loss on fp32 unit rows ``(B, 512)``
 with a learnable scale, gradients w.r.t. both inputs and the scale. modalign runs
@@ -56,7 +57,7 @@ def _open_clip_loss_module():
     return module
 
 
-def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float) -> dict:
+def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float, probe: int) -> dict:
     """One configuration, in this (fresh) process; returns its figures."""
     import torch
 
@@ -83,7 +84,15 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_m
         def loss_fn():
             return clip_loss(a, b, log_scale.exp())
     else:
+        from modalign.objectives import tiled
         from modalign.objectives.tiled import tiled_info_nce
+
+        if probe > 0:
+            # Memory probe: only the first `probe` row/column spans are visited. Every buffer
+            # (inputs, gradients, LSEs, tile, scratch, kept tiles) has its full-run size, so the
+            # peak RSS is the full run's; time and loss value are NOT those of the full loss.
+            full_spans = tiled._spans
+            tiled._spans = lambda n, c: full_spans(n, c)[:probe]  # type: ignore[assignment]
 
         def loss_fn():
             return tiled_info_nce(a, b, log_scale.exp(), chunk_size=chunk, cache_mb=cache_mb)
@@ -109,6 +118,7 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_m
         "batch": batch,
         "chunk": chunk if impl == "modalign" else None,
         "cache_mb": cache_mb if impl == "modalign" else None,
+        "memory_probe_spans": probe or None,
         "time_s": min(times),
         "forward_s": min(fwd_times),
         "all_times_s": times,
@@ -121,9 +131,11 @@ def child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_m
     }
 
 
-def run_child(impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float) -> dict:
+def run_child(
+    impl: str, batch: int, chunk: int, repeats: int, threads: int, cache_mb: float, probe: int = 0
+) -> dict:
     cmd = [sys.executable, __file__, "--child", impl, str(batch), str(chunk), str(repeats)]
-    cmd += [str(threads), str(cache_mb)]
+    cmd += [str(threads), str(cache_mb), str(probe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"impl": impl, "batch": batch, "error": proc.stderr.strip().splitlines()[-1:]}
@@ -155,11 +167,19 @@ def main() -> None:
     parser.add_argument(
         "--cache-mb", type=float, default=None, help="MiB of forward tiles kept (library default)"
     )
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-probe",
+        type=int,
+        default=0,
+        metavar="N",
+        help="big sizes: visit only the first N tile spans (peak memory of the full run; time and "
+        "loss are not)",
+    )
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        impl, batch, chunk, repeats, threads, cache_mb = args.child
-        out = child(impl, int(batch), int(chunk), int(repeats), int(threads), float(cache_mb))
+        impl, batch, chunk, repeats, threads, cache_mb, probe = args.child
+        out = child(impl, int(batch), int(chunk), int(repeats), int(threads), float(cache_mb), int(probe))
         print(json.dumps(out))
         return
     if args.cache_mb is None:
@@ -183,7 +203,8 @@ def main() -> None:
         print(
             f"{r['batch']:>8} {r['impl']:>10} {r['time_s']:>8.2f} {r['cpu_s']:>8.2f} "
             f"{r['peak_rss_gb']:>12.3f} "
-            f"{r['loss_extra_gb']:>14.3f} {r['loss']:>10.6f}",
+            f"{r['loss_extra_gb']:>14.3f} {r['loss']:>10.6f}"
+            + ("  (memory probe: time/loss not meaningful)" if r.get("memory_probe_spans") else ""),
             flush=True,
         )
 
@@ -215,7 +236,7 @@ def main() -> None:
             )
     if args.big:
         for batch in args.big_sizes:
-            r = run_child("modalign", batch, args.chunk, 1, args.threads, args.cache_mb)
+            r = run_child("modalign", batch, args.chunk, 1, args.threads, args.cache_mb, args.memory_probe)
             show(r)
             results.append(r)
 
