@@ -145,3 +145,36 @@ def test_fusion_only_models_skip_retrieval(tmp_path: Path) -> None:
     metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
     assert not any(k.startswith("retrieval/") for k in metrics)  # no contrastive objective
     assert modalign.load(tmp_path / "run" / "model").aligned is False
+
+
+@pytest.mark.parametrize(
+    ("encoder", "fusion"), [("timeseries_conv", "attention"), ("timeseries_gru", "concat")]
+)
+def test_time_series_modality_trains_with_fusion(tmp_path: Path, encoder: str, fusion: str) -> None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(160):
+        y = i % 2
+        n = int(rng.integers(8, 20))
+        freq = 0.8 if y else 0.2  # the class is the frequency of the series
+        series = np.sin(freq * np.arange(n) + rng.uniform(0, 6)) + 0.1 * rng.standard_normal(n)
+        rows.append(
+            {
+                "id": f"t{i}",
+                "ts": [float(v) for v in series],
+                "label": y,
+                "split": "train" if i < 120 else "test",
+            }
+        )
+    rows[5]["ts"] = None
+    (tmp_path / "d").mkdir()
+    write_jsonl(tmp_path / "d" / "m.jsonl", rows)
+    raw = _config(tmp_path / "d" / "m.jsonl", fusion)
+    raw["modalities"] = {"ts": {"kind": "timeseries", "encoder": encoder}}
+    raw["trainer"].update(max_steps=120, lr=0.003)
+    raw["eval"] = {}
+    metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+    assert metrics["predict/y/accuracy"] > 0.75, metrics  # chance is 0.5
+    model = modalign.load(tmp_path / "run" / "model")
+    probs = model.predict({"ts": [[0.0, 0.8, 1.0, 0.7, -0.1], None]})["y"]
+    assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1.0)

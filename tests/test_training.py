@@ -68,6 +68,8 @@ def test_resumed_run_is_bit_identical(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(Crash):
         run_training(cfg, tmp_path / "cut", show_progress=False, on_step=crash_at_5)
     assert list_checkpoints(tmp_path / "cut" / "checkpoints")[-1].name == "step_00000003.safetensors"
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as log:
+        log.write('{"step": 6, "lo')  # a line torn by the crash
     run_training(cfg, tmp_path / "cut", resume=True, show_progress=False)
     a = (tmp_path / "full" / "model" / "model.safetensors").read_bytes()
     b = (tmp_path / "cut" / "model" / "model.safetensors").read_bytes()

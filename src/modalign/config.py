@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modalign.errors import ConfigError
 
-Kind = Literal["image", "audio", "text", "tabular"]
+Kind = Literal["image", "audio", "text", "tabular", "timeseries"]
 
 
 class _Frozen(BaseModel):
@@ -59,7 +59,15 @@ class TabularTransformConfig(_Frozen):
     categorical: tuple[str, ...] = Field((), description="categorical manifest columns")
 
 
+class TimeSeriesTransformConfig(_Frozen):
+    """Time series: a list of numbers (or of per-step lists), or a .npy/.csv file -> (T, C)."""
+
+    channels: int = Field(1, ge=1, description="channels C per time step")
+    max_length: int | None = Field(None, ge=1, description="keep at most this many leading steps")
+
+
 _TRANSFORMS: dict[str, type[_Frozen]] = {
+    "timeseries": TimeSeriesTransformConfig,
     "image": ImageTransformConfig,
     "audio": AudioTransformConfig,
     "text": TextTransformConfig,
@@ -70,6 +78,7 @@ _DEFAULT_ENCODERS = {
     "audio": "audio_cnn",
     "text": "text_transformer",
     "tabular": "tabular_mlp",
+    "timeseries": "timeseries_conv",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modalign.encoders import audio, image, tabular, text
+from modalign.encoders import audio, image, tabular, text, timeseries  # noqa: F401  (registers)
 from modalign.encoders.base import Encoder, ModalityTower
 from modalign.registry import lookup
 
@@ -13,6 +13,9 @@ _PRESETS: dict[str, dict[str, dict]] = {
     **audio.PRESETS,
     **text.PRESETS,
     **tabular.PRESETS,
+    # the time-series encoders resolve their own presets from a `preset` keyword
+    "timeseries_conv": {"tiny": {"preset": "tiny"}, "small": {"preset": "small"}},
+    "timeseries_gru": {"tiny": {"preset": "tiny"}, "small": {"preset": "small"}},
 }
 
 

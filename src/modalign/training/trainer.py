@@ -19,6 +19,7 @@ from torch import nn
 
 from modalign.data.dataset import ModalitySource, SampleSet, collate
 from modalign.fusion.missing import modality_dropout
+from modalign.io import atomic_write_bytes
 from modalign.objectives import CombinedObjective
 from modalign.training.checkpoint import (
     TrainState,
@@ -221,8 +222,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
+        keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln) <= step]
+        atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
 
     def _progress(self, start: int) -> Any:
         return _ProgressBar(start, self.max_steps, enabled=self.show_progress)
@@ -268,6 +269,14 @@ class _ProgressBar:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             self.bar.__exit__(*exc)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics line; a line torn by a crash (not JSON) sorts last, so it is dropped."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _param_groups(model: nn.Module, objective: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -31,6 +31,10 @@ def build_transform(kind: str, params: dict[str, Any]) -> Transform:
         from modalign.data.transforms.tabular import TabularTransform
 
         return TabularTransform(**params)
+    if kind == "timeseries":
+        from modalign.data.transforms.timeseries import TimeSeriesTransform
+
+        return TimeSeriesTransform(**params)
     raise ValueError(f"unknown modality kind {kind!r}")
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from modalign.data.transforms.base import Transform
 from modalign.errors import DataError
 
 
-class TimeSeriesTransform:
+class TimeSeriesTransform(Transform):
     """Load and collate time series.
 
     Args:
@@ -48,6 +49,17 @@ class TimeSeriesTransform:
         if max_length is not None and max_length < 1:
             raise DataError(f"max_length must be >= 1, got {max_length}", reason="bad_config")
         self.channels, self.max_length, self.pad_value = channels, max_length, pad_value
+
+    kind = "timeseries"
+
+    def placeholder(self) -> torch.Tensor:
+        return torch.full((1, self.channels or 1), self.pad_value)
+
+    def settings(self) -> dict[str, Any]:
+        return {"channels": self.channels, "max_length": self.max_length}
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {"in_channels": self.channels or 1}
 
     def load(self, payload: Any, base_dir: str | Path) -> torch.Tensor:
         """One payload -> (T, C) float32 tensor.
@@ -128,23 +140,24 @@ class TimeSeriesTransform:
             )
         return arr.astype(np.float64)
 
-    def collate(self, series: Sequence[torch.Tensor]) -> torch.Tensor:
-        """(T_i, C) tensors -> (B, T_max, C), padded with ``pad_value``.
+    def collate(self, series: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """(T_i, C) tensors -> (B, T_max, C), padded with ``pad_value`` (None = absent row).
 
         Raises:
             DataError: an empty list or sequences with different channel counts.
         """
         if len(series) == 0:
             raise DataError("cannot collate an empty list of time series", reason="empty")
-        chans = {int(s.shape[1]) for s in series}
+        items = [self.placeholder() if s is None else s for s in series]
+        chans = {int(s.shape[1]) for s in items}
         if len(chans) != 1:
             raise DataError(
                 f"time series in one batch have different channel counts {sorted(chans)}",
                 reason="bad_shape",
             )
-        t_max = max(int(s.shape[0]) for s in series)
-        out = torch.full((len(series), t_max, chans.pop()), self.pad_value, dtype=torch.float32)
-        for i, s in enumerate(series):
+        t_max = max(int(s.shape[0]) for s in items)
+        out = torch.full((len(items), t_max, chans.pop()), self.pad_value, dtype=torch.float32)
+        for i, s in enumerate(items):
             out[i, : s.shape[0]] = s
         return out
 
