@@ -254,7 +254,8 @@ def main() -> None:
         if "peak_rss_gb" in r:
             target = 1.5 if r["batch"] == 65536 else 4.0
             ok = "meets" if r["peak_rss_gb"] <= target else "MISSES"
-            print(f"B={r['batch']}: peak RSS {r['peak_rss_gb']:.3f} GB {ok} the {target} GB target")
+            how = " (memory probe)" if r.get("memory_probe_spans") else ""
+            print(f"B={r['batch']}: peak RSS {r['peak_rss_gb']:.3f} GB{how} {ok} the {target} GB target")
     if args.json is not None:
         payload = {
             "dim": DIM,
