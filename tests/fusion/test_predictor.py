@@ -129,3 +129,63 @@ def test_ema_decay_zero_equals_plain_training_and_bad_decay_rejected():
         torch.testing.assert_close(va, vb, msg=ka)
     with pytest.raises(ConfigError):
         a.fit(x, labels, epochs=1, ema_decay=1.0)
+
+
+def test_ensemble_prediction_is_row_mean_of_fused_and_present_unimodal_heads(tmp_path):
+    x, labels = data()  # modality b is NaN (absent) in rows 0-4
+    m = FusionPredictor(
+        {"a": 4, "b": 3},
+        TASKS,
+        fusion="concat",
+        fusion_kwargs={"hidden": 8},
+        feature_dim=8,
+        aux_heads=True,
+        prediction="ensemble",
+    )
+    m.fit(x, labels, epochs=5, lr=1e-2)
+    got = m.predict(x)
+    # Independent definition: row by row, average the fused head and every present modality's
+    # own head (encoder -> unimodal head on that modality alone).
+    m.prediction = "fused"
+    fused = m.predict(x)
+    m.prediction = "ensemble"
+    with torch.no_grad():
+        for i in range(len(labels["y"])):
+            for spec in TASKS:
+                preds = [fused[spec.name][i]]
+                for mod in ("a", "b"):
+                    row = torch.as_tensor(x[mod][i : i + 1], dtype=torch.float32)
+                    if torch.isnan(row).any():
+                        continue
+                    z = m.aux[mod](m.encoders[mod](m.scalers[mod](row)))[spec.name]
+                    preds.append((torch.softmax(z, -1) if spec.kind == "multiclass" else z)[0].numpy())
+                np.testing.assert_allclose(got[spec.name][i], np.mean(preds, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got["y"], fused["y"])  # the option does something
+    m.save(tmp_path / "ens")
+    np.testing.assert_array_equal(FusionPredictor.load(tmp_path / "ens").predict(x)["y"], got["y"])
+
+
+def test_input_dropout_zeroes_and_rescales_inputs_in_training_only():
+    x, _ = data()
+    kw = dict(fusion="concat", fusion_kwargs={"hidden": 8}, encoder="identity")
+    m = FusionPredictor({"a": 4, "b": 3}, TASKS, input_dropout=0.5, **kw)
+    m.fit_scalers(x)
+    a = torch.as_tensor(x["a"], dtype=torch.float32)
+    z = (a - m.scalers["a"].shift) / m.scalers["a"].scale  # (B, 4) normalised inputs
+    m.train()
+    torch.manual_seed(0)
+    fa = m({"a": a}).features["a"]
+    kept = fa != 0
+    assert 0.3 < kept.float().mean() < 0.7  # about half the entries survive
+    torch.testing.assert_close(fa[kept], 2.0 * z[kept])  # survivors scaled by 1 / (1 - p)
+    m.eval()
+    torch.testing.assert_close(m({"a": a}).features["a"], z)
+
+
+def test_new_options_validated():
+    with pytest.raises(ConfigError, match="aux_heads"):
+        FusionPredictor({"a": 4}, TASKS, prediction="ensemble")
+    with pytest.raises(ConfigError, match="prediction"):
+        FusionPredictor({"a": 4}, TASKS, aux_heads=True, prediction="vote")
+    with pytest.raises(ConfigError, match="input_dropout"):
+        FusionPredictor({"a": 4}, TASKS, input_dropout=1.0)

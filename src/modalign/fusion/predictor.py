@@ -110,6 +110,13 @@ class FusionPredictor(nn.Module):
         mixup_phase: fraction of training that uses M3Co before switching to Soft-CLIP.
         modality_dropout: modality -> drop rate applied in training mode.
         normalize: input scaling fitted by :meth:`fit`: ``standard``, ``minmax`` or None.
+        input_dropout: dropout rate on the normalised input features of every modality in
+            training mode (0 = off); regularises wide, few-sample inputs such as omics.
+        prediction: what :meth:`predict` returns. ``fused``: the fusion head's output.
+            ``ensemble``: per row, the mean of the fusion head's probabilities and those of the
+            unimodal auxiliary heads of the modalities present in that row (M3CoL predicts from
+            fused and unimodal heads); needs ``aux_heads=True``. Regression values are averaged
+            the same way.
 
     Example:
         >>> tasks = [TaskSpec("y", "multiclass", classes=(0, 1))]
@@ -138,12 +145,20 @@ class FusionPredictor(nn.Module):
         mixup_phase: float = 0.33,
         modality_dropout: Mapping[str, float] | None = None,
         normalize: str | None = "standard",
+        input_dropout: float = 0.0,
+        prediction: str = "fused",
     ):
         super().__init__()
         if encoder not in ("mlp", "identity"):
             raise ConfigError(f"encoder must be 'mlp' or 'identity', got {encoder!r}")
         if normalize not in ("standard", "minmax", None):
             raise ConfigError(f"normalize must be 'standard', 'minmax' or None, got {normalize!r}")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ConfigError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        if prediction not in ("fused", "ensemble"):
+            raise ConfigError(f"prediction must be 'fused' or 'ensemble', got {prediction!r}")
+        if prediction == "ensemble" and not aux_heads:
+            raise ConfigError("prediction='ensemble' averages the unimodal heads; it needs aux_heads=True")
         if len(tasks) == 0:
             raise ConfigError("FusionPredictor needs at least one task")
         self.input_dims = dict(input_dims)
@@ -158,6 +173,7 @@ class FusionPredictor(nn.Module):
         self.mixup_phase = mixup_phase
         self.dropout_rates = dict(modality_dropout or {})
         self.normalize = normalize
+        self.input_dropout, self.prediction = input_dropout, prediction
         self.scalers = nn.ModuleDict({m: _Scaler(d) for m, d in self.input_dims.items()})
         if encoder == "mlp":
             hid = feature_dim if encoder_hidden is None else encoder_hidden
@@ -198,6 +214,8 @@ class FusionPredictor(nn.Module):
             "mixup_phase": self.mixup_phase,
             "modality_dropout": self.dropout_rates,
             "normalize": self.normalize,
+            "input_dropout": self.input_dropout,
+            "prediction": self.prediction,
         }
 
     def save(self, directory: str | Path) -> None:
@@ -278,7 +296,10 @@ class FusionPredictor(nn.Module):
             pm = pm & ~torch.isnan(x).any(dim=1)
             x = torch.where(pm[:, None], x, torch.zeros((), device=dev))
             mask[m] = pm
-            feats[m] = self.encoders[m](self.scalers[m](x))  # (B, F)
+            z = self.scalers[m](x)  # (B, F_m)
+            if self.input_dropout > 0:  # skipped at 0 so the default draws no extra random numbers
+                z = nn.functional.dropout(z, self.input_dropout, self.training)
+            feats[m] = self.encoders[m](z)  # (B, F)
         if self.training and self.dropout_rates:
             mask = drop_modalities(mask, self.dropout_rates)
         fkw = {} if order is None else {"order": order}
@@ -455,8 +476,26 @@ class FusionPredictor(nn.Module):
             )
             out = self(x, p)
             for t in self.tasks:
-                chunks[t.name].append(probabilities(t, out.logits[t.name]).numpy())
+                chunks[t.name].append(self.output_probabilities(t, out).numpy())
         return {k: np.concatenate(v) for k, v in chunks.items()}
+
+    def output_probabilities(self, spec: TaskSpec, out: PredictorOutput) -> torch.Tensor:
+        """(B, C) probabilities of one task from a forward pass, as set by ``prediction``.
+
+        ``fused``: the fusion head's probabilities. ``ensemble``: row i averages the fusion head
+        and the unimodal heads of the modalities present in row i with equal weights, so a row
+        with only one modality present averages two predictions and an all-absent row keeps the
+        fusion head's (prior) prediction.
+        """
+        fused = probabilities(spec, out.logits[spec.name])  # (B, C)
+        if self.prediction == "fused" or out.aux_logits is None:
+            return fused
+        total, count = fused.clone(), torch.ones_like(fused[:, :1])  # (B, C), (B, 1)
+        for m, lg in out.aux_logits.items():
+            w = out.present[m].to(fused.dtype)[:, None]  # (B, 1); absent rows add nothing
+            total = total + w * probabilities(spec, lg[spec.name])
+            count = count + w
+        return total / count
 
     @torch.no_grad()
     def explain(self, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
