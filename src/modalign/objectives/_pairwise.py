@@ -88,9 +88,10 @@ def info_nce(
             uniformly over the positives of the row (the diagonal must be among them).
         label_smoothing: as in ``F.cross_entropy``.
         chunk_size: when set, compute the exact loss tile by tile with tiles of
-            ``chunk_size x chunk_size`` recomputed in backward (:mod:`modalign.objectives.tiled`):
-            peak memory grows with ``B * chunk_size`` instead of ``B²``. Not combinable with
-            ``positives`` or ``label_smoothing``.
+            ``chunk_size x chunk_size`` recomputed in backward (:func:`tiled.tiled_info_nce`,
+            which keeps up to ``tiled.CACHE_MB`` MiB of forward tiles): peak memory grows with
+            ``B·D + chunk_size²`` instead of ``B²``. Not combinable with ``positives`` or
+            ``label_smoothing``.
 
     Returns:
         Scalar loss; 0 (with a graph) when fewer than two rows are present.

@@ -4,12 +4,15 @@ The InfoNCE loss of row i is ``LSE_j Z_ij − Z_ii`` (and the same over columns)
 only has to keep **one log-sum-exp per row and one per column**; the backward pass recomputes each
 ``(chunk, chunk)`` tile of ``Z = s·a bᵀ`` and forms its gradient block from the saved LSEs
 (Inf-CL, Wang et al., *Breaking the Memory Barrier: Near Infinite Batch Size Scaling for Contrastive
-Loss*, arXiv 2410.17243, Sec. 3). Peak memory is the inputs, their gradients, ``2B`` LSE values and
-a few tiles: ``O(B·D + chunk²)`` instead of ``O(B²)``. Values equal the untiled loss up to
+Loss*, arXiv 2410.17243, Sec. 3). Peak memory is the inputs, their gradients, ``2B`` LSE values, a
+few tiles and at most ``cache_mb`` MiB of forward tiles kept to skip their recomputation:
+``O(B·D + chunk² + cache)`` instead of ``O(B²)``. Values equal the untiled loss up to
 floating-point summation order.
 
 Cost: forward ``2B²D`` FLOPs (one matmul per tile), backward ``6B²D`` (recompute + two gradient
-matmuls): ``8B²D`` against ``12B²D`` for open_clip's two-matrix ``ClipLoss``.
+matmuls; ``4B²D`` for kept tiles): ``8B²D`` against ``12B²D`` for open_clip's two-matrix
+``ClipLoss``. Large tiles (e.g. 4096) make fewer, larger operations, which matters on a CPU shared
+with other processes; memory then grows by a few ``chunk²`` floats.
 
 Accumulators (LSEs, scale gradient) are kept in float32, or float64 for float64 inputs, whatever the
 feature dtype.
