@@ -65,6 +65,7 @@ def test_m2mix_without_mix_weight_is_clip():
 def test_symile_two_modalities_n_squared_is_infonce():
     a, b = unit(6, 5, seed=9), unit(6, 5, seed=10)
     same(fn.symile([a, b], 8.0, negatives="n_squared"), fn.info_nce(a, b, 8.0))
+    same(fn.symile([a, b], 8.0, negatives="n"), fn.info_nce(a, b, 8.0))
 
 
 def test_symile_invariant_to_modality_order():

@@ -85,8 +85,9 @@ def symile(
     ``π_a(j)`` of an independent ``torch.randperm`` per non-anchor modality (RNG order: anchors in
     order, then non-anchors in order, as ``symile==0.1.0``), the diagonal holds the positive.
 
-    For M = 2 the ``n_squared`` form is exactly InfoNCE and we call :func:`info_nce` (the reference
-    raises); ``n`` with M = 2 is not CLIP (shuffled negatives may repeat the positive).
+    For M = 2 we call :func:`info_nce` whatever ``negatives`` says: the ``n_squared`` form is
+    exactly InfoNCE (the reference raises an IndexError there), and the reference's ``n`` form with
+    M = 2 is not a sensible loss (its shuffled negatives may repeat the positive).
 
     Args:
         embeddings: M tensors (B, D), unit rows (normalised by the caller).
@@ -109,7 +110,7 @@ def symile(
     n = reps[0].shape[0]
     if n < 2:
         return zero_loss(*reps) + zero_loss(torch.as_tensor(logit_scale))
-    if len(reps) == 2 and negatives == "n_squared":
+    if len(reps) == 2:
         return info_nce(reps[0], reps[1], logit_scale)
     labels = torch.arange(n, device=reps[0].device)
     losses = []
