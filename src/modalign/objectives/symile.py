@@ -29,7 +29,7 @@ class SymileObjective(Objective):
     on the total correlation of the M modalities, so it captures information only jointly present
     in >= 3 modalities (which pairwise CLIP cannot). ``negatives="n"``: B columns with independently
     shuffled non-anchor rows (stochastic, ``O(B²D)``); ``"n_squared"``: all ``B^{M−1}`` tuples
-    (deterministic, memory ``O(B^{M−1}D)``). With M = 2 and ``"n_squared"`` it is InfoNCE.
+    (deterministic, memory ``O(B^{M−1}D)``). With M = 2 it is InfoNCE (either mode).
 
     Temperature: ``s = 1/τ = exp θ``, ``θ`` initialised to ``log(1/init_temperature)``; Symile's
     reference does not clamp, so ``min_scale``/``max_scale`` are off unless given (MIPs of unit
