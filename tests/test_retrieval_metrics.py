@@ -79,3 +79,16 @@ def test_zero_shot_against_brute_force_and_balanced_accuracy() -> None:
     assert m["mean_per_class_recall"] == pytest.approx(np.mean(recalls))
     sklearn = pytest.importorskip("sklearn.metrics")
     assert m["mean_per_class_recall"] == pytest.approx(sklearn.balanced_accuracy_score(y, pred))
+
+
+def test_higher_order_ranks_use_symile_mip_scores() -> None:
+    from modalign.evaluation.retrieval import higher_order_ranks
+    from modalign.objectives._higher_order import mip_scores
+
+    g = torch.Generator().manual_seed(3)
+    a, b, c = (torch.nn.functional.normalize(torch.randn(17, 6, generator=g), dim=1) for _ in range(3))
+    keys = list(range(17))
+    got = higher_order_ranks([a, b], c, keys, keys)
+    scores = mip_scores([a, b], c).numpy()  # the objective library's independent MIP
+    want = [brute_force_rank(scores[i], [i]) for i in range(17)]
+    assert got.tolist() == want

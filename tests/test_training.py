@@ -247,3 +247,11 @@ def test_two_modalities_of_one_kind_are_two_named_encoders(dataset: Path, tmp_pa
         "clip/text-audio",
         "clip/text-sketch",
     }
+
+
+def test_symile_training_reports_higher_order_retrieval(dataset: Path, tmp_path: Path) -> None:
+    raw = tiny_config(dataset, max_steps=2)
+    raw["objectives"] = [{"name": "symile"}]
+    metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+    for key in ("retrieval/image+audio->text/R@1", "retrieval/audio+text->image/median_rank"):
+        assert key in metrics, sorted(metrics)

@@ -77,6 +77,9 @@ def eval_(
     out: Path | None = typer.Option(
         None, "--out", help="directory for report.json (default: model dir's parent)"
     ),
+    higher_order: bool = typer.Option(
+        False, "--higher-order", help="also retrieve each modality from all others (Symile MIP)"
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -93,6 +96,7 @@ def eval_(
             split_column=split_column,
             id_column=id_column,
             out_dir=out if out is not None else model_dir.parent,
+            higher_order=higher_order,
         )
     except ModalignError as e:
         _fail(e)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from modalign.data.dataset import SampleSet, collate
-from modalign.evaluation.retrieval import best_positive_ranks, retrieval_metrics
+from modalign.evaluation.retrieval import best_positive_ranks, higher_order_ranks, retrieval_metrics
 from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics
 from modalign.model import MultimodalModel
 
@@ -46,6 +46,7 @@ def evaluate_samples(
     class_prompts: dict[Hashable, list[str]] | None = None,
     batch_size: int = 256,
     emb: dict[str, np.ndarray] | None = None,
+    higher_order: bool = False,
 ) -> dict[str, float]:
     """All metrics of ``model`` on ``samples``.
 
@@ -55,6 +56,8 @@ def evaluate_samples(
         zeroshot_text: the text modality that embeds class prompts (default: the first one).
         class_prompts: ``{label: [prompt, ...]}``; required for zero-shot (see ``prompts_by_label``).
         emb: embeddings from :func:`embed_samples`, when already computed.
+        higher_order: with 3+ modalities, also score each modality from all the others together
+            with Symile's MIP (keys ``retrieval/{a}+{b}->{t}/...``); for Symile-trained models.
     """
     emb = emb if emb is not None else embed_samples(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
@@ -67,6 +70,21 @@ def evaluate_samples(
         for name, value in retrieval_metrics(ranks, ks).items():
             out[f"retrieval/{q}->{t}/{name}"] = value
         out[f"retrieval/{q}->{t}/n_queries"] = float((ranks >= 0).sum())
+    if higher_order and len(model.modalities) >= 3:
+        for t in model.modalities:
+            qs = [m for m in model.modalities if m != t]
+            qp = np.logical_and.reduce([samples.present(m).numpy() for m in qs])
+            tp = samples.present(t).numpy()
+            ranks = higher_order_ranks(
+                [torch.from_numpy(emb[m][qp]) for m in qs],
+                torch.from_numpy(emb[t][tp]),
+                [k for k, p in zip(keys, qp) if p],
+                [k for k, p in zip(keys, tp) if p],
+            )
+            name = "+".join(qs)
+            for metric, value in retrieval_metrics(ranks, ks).items():
+                out[f"retrieval/{name}->{t}/{metric}"] = value
+            out[f"retrieval/{name}->{t}/n_queries"] = float((ranks >= 0).sum())
     text = zeroshot_text or next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     if label_column is not None and text is not None and class_prompts:
         labels = list(class_prompts)
@@ -104,6 +122,7 @@ def evaluate_model(
     class_prompts: dict[Hashable, list[str]] | None = None,
     batch_size: int = 256,
     robustness: dict[str, Any] | None = None,
+    higher_order: bool = False,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Every metric that applies to ``model``: retrieval, zero-shot and, with fusion, prediction.
 
@@ -126,6 +145,7 @@ def evaluate_model(
             zeroshot_text=zeroshot_text,
             class_prompts=class_prompts,
             emb=emb,
+            higher_order=higher_order,
         )
     extras: dict[str, Any] = {}
     if model.fusion_spec is not None:

@@ -57,3 +57,25 @@ def retrieval_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict
         out[f"R@{k}"] = float((valid < k).mean())
     out["median_rank"] = float(np.floor(np.median(valid)) + 1)
     return out
+
+
+def higher_order_ranks(
+    queries: Sequence[torch.Tensor],
+    candidates: torch.Tensor,
+    query_keys: Sequence[Hashable],
+    candidate_keys: Sequence[Hashable],
+) -> np.ndarray:
+    """Best-positive ranks when a query is made of several modalities, scored by Symile's MIP.
+
+    ``MIP(q1, ..., qQ, c) = Σ_d q1_d ··· qQ_d c_d`` (Symile, arXiv 2411.01053, Sec. 3) is the dot
+    product of the element-wise product of the query embeddings with the candidate, so the ranks
+    come from :func:`best_positive_ranks` on that product.
+
+    Args:
+        queries: Q tensors (N, D), row i of each is part of query i.
+        candidates: (K, D). query_keys, candidate_keys: as in :func:`best_positive_ranks`.
+    """
+    prod = queries[0]
+    for q in queries[1:]:
+        prod = prod * q
+    return best_positive_ranks(prod, candidates, query_keys, candidate_keys)

@@ -25,6 +25,7 @@ def run_eval(
     ks: tuple[int, ...] = (1, 5, 10),
     out_dir: Path | None = None,
     show: bool = True,
+    higher_order: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json``."""
     model = load(model_dir)
@@ -57,6 +58,7 @@ def run_eval(
         label_column=label_column,
         zeroshot_text=text,
         class_prompts=prompts,
+        higher_order=higher_order,
     )
     for reason, n in samples.skipped.items():
         metrics[f"data/skipped/{split}/{reason}"] = float(n)

@@ -121,6 +121,7 @@ def run_training(
             class_prompts=prompts,
             batch_size=cfg.eval.batch_size,
             robustness=robustness_settings(cfg, seed=cfg.trainer.seed),
+            higher_order=any(o.name == "symile" for o in cfg.objectives),
         )
         if show_progress:
             print_table(metrics, title=f"{d.test_split} split")
