@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalign.data.dataset import SampleSet, collate
+from modalign.data.dataset import SampleSet, collate, split_rows
+from modalign.data.manifest import Manifest
 from modalign.evaluation.retrieval import best_positive_ranks, higher_order_ranks, retrieval_metrics
 from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics
 from modalign.model import MultimodalModel
@@ -100,6 +101,14 @@ def evaluate_samples(
             for name, value in zero_shot_metrics(emb[m][keep], y, classes, protos).items():
                 out[f"zeroshot/{m}/{name}"] = value
     return out
+
+
+def manifest_prompts(
+    manifest: Manifest, *, split_column: str, split: str | None, text_column: str, label_column: str
+) -> dict[Hashable, list[str]]:
+    """Class prompts for zero-shot: the distinct texts of each label in ``split`` of a manifest."""
+    rows = [manifest.rows[i] for i in split_rows(manifest, split_column, split)]
+    return prompts_by_label([r.get(text_column) for r in rows], [r.get(label_column) for r in rows])
 
 
 def prompts_by_label(texts: Sequence[object], labels: Sequence[object]) -> dict[Hashable, list[str]]:

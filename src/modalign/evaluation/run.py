@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modalign.data.dataset import split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.evaluation.evaluate import evaluate_model, prompts_by_label
+from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.model import load
 
@@ -47,9 +46,13 @@ def run_eval(
     text = next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     prompts = None
     if label_column is not None and text is not None:
-        rows = [manifest.rows[i] for i in split_rows(manifest, split_column, prompts_split)]
-        column = model.specs[text].column
-        prompts = prompts_by_label([r.get(column) for r in rows], [r.get(label_column) for r in rows])
+        prompts = manifest_prompts(
+            manifest,
+            split_column=split_column,
+            split=prompts_split,
+            text_column=model.specs[text].column,
+            label_column=label_column,
+        )
     metrics, extras = evaluate_model(
         model,
         samples,

@@ -16,7 +16,7 @@ from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.errors import CheckpointError, ConfigError
-from modalign.evaluation.evaluate import evaluate_model, prompts_by_label
+from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel
@@ -107,9 +107,12 @@ def run_training(
             (n for n, m in cfg.modalities.items() if m.kind == "text"), None
         )
         if d.label_column is not None and text is not None:
-            rows = [manifest.rows[i] for i in split_rows(manifest, d.split_column, d.train_split)]
-            prompts = prompts_by_label(
-                [r.get(cfg.column(text)) for r in rows], [r.get(d.label_column) for r in rows]
+            prompts = manifest_prompts(
+                manifest,
+                split_column=d.split_column,
+                split=d.train_split,
+                text_column=cfg.column(text),
+                label_column=d.label_column,
             )
         metrics, extras = evaluate_model(
             model,
