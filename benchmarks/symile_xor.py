@@ -14,8 +14,11 @@ pairwise objective has nothing to learn; only the joint distribution of all 8 ca
 Task: predict ``a`` from ``b..h`` by scoring the two possible encodings of ``a ∈ {0, 1}``.
 
 Models: one ``Linear(1, D)`` encoder per variable (``D = 16``), unit-normalised outputs; AdamW lr
-0.1, learnable logit scale ``θ₀ = −0.3``, 10,000 training samples, 50 epochs (the Symile example's
-recipe; the batch size, 1,000, is ours). Scores: Symile ``MIP(r_b, …, r_h, r_a(c))``; pairwise CLIP
+0.1, learnable logit scale ``θ₀ = −0.3``, 10,000 training samples, batch 1,000, 50 epochs: the
+recipe of Symile's ``examples/binary_xor.py`` (which keeps the epoch with the best validation loss;
+we keep the last). With this recipe Symile can stall at chance for some seeds (loss stuck at
+``log B``, scale shrinking), so run several seeds.
+Scores: Symile ``MIP(r_b, …, r_h, r_a(c))``; pairwise CLIP
 ``Σ_q ⟨r_q, r_a(c)⟩`` (the paper's ``Σ_{q<q'} ⟨r_q, r_q'⟩`` term does not depend on the candidate).
 The CLIP baseline here *averages* the 28 pairwise InfoNCE losses (the paper sums them; with AdamW
 only the scale of the gradient differs).
