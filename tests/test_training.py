@@ -255,3 +255,10 @@ def test_symile_training_reports_higher_order_retrieval(dataset: Path, tmp_path:
     metrics = run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
     for key in ("retrieval/image+audio->text/R@1", "retrieval/audio+text->image/median_rank"):
         assert key in metrics, sorted(metrics)
+
+
+def test_bad_encoder_params_name_the_modality(dataset: Path, tmp_path: Path) -> None:
+    raw = tiny_config(dataset, max_steps=1)
+    raw["modalities"]["image"]["encoder_params"] = {"widths": [8], "colour": True}
+    with pytest.raises(ConfigError, match="modalities.image.encoder_params"):
+        run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)

@@ -113,12 +113,7 @@ class MultimodalModel(nn.Module):
         self.aligned = aligned
         self.embed_dim = embed_dim
         self.head = head
-        self.towers = nn.ModuleDict(
-            {
-                s.name: ModalityTower(build_encoder(s.encoder, s.encoder_kwargs), embed_dim, head)
-                for s in specs
-            }
-        )
+        self.towers = nn.ModuleDict({s.name: ModalityTower(_encoder(s), embed_dim, head) for s in specs})
         self.fusion_spec = fusion
         if fusion is not None:
             from modalign.fusion import build_fusion
@@ -372,6 +367,15 @@ class MultimodalModel(nn.Module):
             raise CheckpointError(f"weights in {directory} do not match its config.json: {e}") from None
         model.eval()
         return model
+
+
+def _encoder(spec: ModalitySpec) -> nn.Module:
+    try:
+        return build_encoder(spec.encoder, spec.encoder_kwargs)
+    except TypeError as e:  # an unknown or missing keyword in encoder_params
+        raise ConfigError(
+            f"modalities.{spec.name}.encoder_params: {spec.encoder} rejects them: {e}"
+        ) from None
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ from torch import nn
 
 from modalign.encoders._conv import conv_stack
 from modalign.encoders.base import Encoder
+from modalign.errors import ConfigError
 from modalign.registry import register
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -59,7 +60,9 @@ class ImageViT(Encoder):
     ):
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise ConfigError(
+                f"image_vit: image_size {image_size} is not a multiple of patch_size {patch_size}"
+            )
         n = (image_size // patch_size) ** 2
         self.patch = nn.Conv2d(in_channels, width, patch_size, stride=patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))

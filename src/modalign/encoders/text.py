@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from modalign.encoders.base import Encoder
+from modalign.errors import ConfigError
 from modalign.registry import register
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -38,7 +39,7 @@ class TextTransformer(Encoder):
     ):
         super().__init__()
         if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+            raise ConfigError(f"text_transformer: pooling must be 'mean' or 'cls', got {pooling!r}")
         self.pooling = pooling
         self.tok = nn.Embedding(vocab_size, width, padding_idx=0)
         self.pos = nn.Parameter(torch.randn(1, max_length + 1, width) * 0.02)
