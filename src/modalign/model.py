@@ -15,7 +15,7 @@ from torch import nn
 
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
-from modalign.encoders import ModalityTower, build_encoder
+from modalign.encoders import Encoder, ModalityTower, build_encoder
 from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, TaskSpec, probabilities
@@ -369,7 +369,7 @@ class MultimodalModel(nn.Module):
         return model
 
 
-def _encoder(spec: ModalitySpec) -> nn.Module:
+def _encoder(spec: ModalitySpec) -> Encoder:
     try:
         return build_encoder(spec.encoder, spec.encoder_kwargs)
     except TypeError as e:  # an unknown or missing keyword in encoder_params
