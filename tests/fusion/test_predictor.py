@@ -189,3 +189,54 @@ def test_new_options_validated():
         FusionPredictor({"a": 4}, TASKS, aux_heads=True, prediction="vote")
     with pytest.raises(ConfigError, match="input_dropout"):
         FusionPredictor({"a": 4}, TASKS, input_dropout=1.0)
+
+
+def _paper_head(x: torch.Tensor, linears: list[torch.nn.Linear]) -> torch.Tensor:
+    """M3CoL's head written out (eval mode): Linear-ReLU-(Dropout)-Linear-ReLU-Linear."""
+    w = [(lin.weight.detach(), lin.bias.detach()) for lin in linears]
+    h = torch.clamp_min(x @ w[0][0].T + w[0][1], 0.0)
+    h = torch.clamp_min(h @ w[1][0].T + w[1][1], 0.0)
+    return h @ w[2][0].T + w[2][1]
+
+
+def test_head_depth_two_is_m3col_head_and_round_trips(tmp_path):
+    x, labels = data()
+    m = FusionPredictor(
+        {"a": 4, "b": 3}, TASKS, feature_dim=6, head_hidden=5, head_dropout=0.5, head_depth=2, aux_heads=True
+    )
+    m.fit(x, labels, epochs=3, lr=1e-2)
+    for heads in [m.heads, *m.aux.values()]:
+        for spec in TASKS:
+            seq = heads.heads[spec.name]
+            kinds = [type(layer).__name__ for layer in seq]
+            assert kinds == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+            assert seq[2].p == 0.5 and seq[3].in_features == seq[3].out_features == 5
+    m.eval()
+    rows = slice(5, 40)  # both modalities present
+    xa = torch.as_tensor(x["a"][rows], dtype=torch.float32)
+    xb = torch.as_tensor(x["b"][rows], dtype=torch.float32)
+    out = m({"a": xa, "b": xb})
+    ea, eb = out.features["a"], out.features["b"]
+    for spec in TASKS:
+        lin = [layer for layer in m.heads.heads[spec.name] if isinstance(layer, torch.nn.Linear)]
+        torch.testing.assert_close(out.logits[spec.name], _paper_head(torch.cat([ea, eb], 1), lin))
+        lin_a = [layer for layer in m.aux["a"].heads[spec.name] if isinstance(layer, torch.nn.Linear)]
+        torch.testing.assert_close(out.aux_logits["a"][spec.name], _paper_head(ea, lin_a))
+    m.save(tmp_path / "deep")
+    loaded = FusionPredictor.load(tmp_path / "deep")
+    assert loaded.head_depth == 2
+    np.testing.assert_array_equal(loaded.predict(x)["y"], m.predict(x)["y"])
+
+
+def test_head_depth_default_keeps_single_hidden_layer_and_is_validated():
+    torch.manual_seed(0)
+    a = FusionPredictor({"a": 4}, TASKS, head_hidden=5)
+    torch.manual_seed(0)
+    b = FusionPredictor({"a": 4}, TASKS, head_hidden=5, head_depth=1)
+    assert [type(layer).__name__ for layer in a.heads.heads["y"]] == ["Linear", "ReLU", "Dropout", "Linear"]
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(ConfigError, match="head_depth"):
+        FusionPredictor({"a": 4}, TASKS, head_hidden=5, head_depth=0)
+    with pytest.raises(ConfigError, match="head_hidden"):
+        FusionPredictor({"a": 4}, TASKS, head_depth=2)

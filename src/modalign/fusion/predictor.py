@@ -90,6 +90,33 @@ def _mlp_encoder(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.M
     )
 
 
+class _DeepTaskHeads(TaskHeads):
+    """Task heads with ``depth`` hidden layers of width ``hidden`` (M3CoL's heads for depth 2).
+
+    Head: Linear(in, h)-ReLU-Dropout, then ``depth - 1`` times Linear(h, h)-ReLU, then Linear(h, C).
+    For depth 2 this is M3CoL's Linear-ReLU-Dropout-Linear-ReLU-Linear; ``forward`` is TaskHeads'.
+    """
+
+    def __init__(self, in_dim: int, tasks: Sequence[TaskSpec], hidden: int, dropout: float, depth: int):
+        nn.Module.__init__(self)
+        self.tasks = tuple(tasks)
+        heads: dict[str, nn.Module] = {}
+        for t in self.tasks:
+            layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            for _ in range(depth - 1):
+                layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+            heads[t.name] = nn.Sequential(*layers, nn.Linear(hidden, t.num_outputs))
+        self.heads = nn.ModuleDict(heads)
+
+
+def _task_heads(
+    in_dim: int, tasks: Sequence[TaskSpec], hidden: int | None, dropout: float, depth: int
+) -> TaskHeads:
+    if depth == 1 or hidden is None:
+        return TaskHeads(in_dim, tasks, hidden, dropout)
+    return _DeepTaskHeads(in_dim, tasks, hidden, dropout, depth)
+
+
 class FusionPredictor(nn.Module):
     """Encoders + fusion + task heads for modalities given as feature vectors (B, F_m).
 
@@ -104,6 +131,9 @@ class FusionPredictor(nn.Module):
         encoder_dropout: dropout inside encoders.
         head_hidden: hidden width of task heads; None gives linear heads.
         head_dropout: dropout in task heads.
+        head_depth: number of hidden layers (width ``head_hidden``) of every task head. 1 gives
+            Linear-ReLU-Dropout-Linear; 2 gives M3CoL's Linear-ReLU-Dropout-Linear-ReLU-Linear
+            (dropout only after the first layer). Needs ``head_hidden`` when above 1.
         aux_heads: add one unimodal head set per modality on its encoder features (M3CoL).
         aux_weight: weight of the unimodal head losses.
         contrastive_weight: λ of the M3Co / Soft-CLIP term between encoder features (0 = off).
@@ -139,6 +169,7 @@ class FusionPredictor(nn.Module):
         encoder_dropout: float = 0.0,
         head_hidden: int | None = None,
         head_dropout: float = 0.0,
+        head_depth: int = 1,
         aux_heads: bool = False,
         aux_weight: float = 1.0,
         contrastive_weight: float = 0.0,
@@ -161,6 +192,10 @@ class FusionPredictor(nn.Module):
             raise ConfigError("prediction='ensemble' averages the unimodal heads; it needs aux_heads=True")
         if len(tasks) == 0:
             raise ConfigError("FusionPredictor needs at least one task")
+        if isinstance(head_depth, bool) or not isinstance(head_depth, int) or head_depth < 1:
+            raise ConfigError(f"head_depth must be an integer >= 1, got {head_depth!r}")
+        if head_depth > 1 and head_hidden is None:
+            raise ConfigError("head_depth > 1 needs head_hidden (the width of the hidden layers)")
         self.input_dims = dict(input_dims)
         self.names = tuple(self.input_dims)
         self.tasks = tuple(tasks)
@@ -169,6 +204,7 @@ class FusionPredictor(nn.Module):
         self.encoder_kind, self.feature_dim = encoder, feature_dim
         self.encoder_hidden, self.encoder_dropout = encoder_hidden, encoder_dropout
         self.head_hidden, self.head_dropout = head_hidden, head_dropout
+        self.head_depth = head_depth
         self.aux_weight, self.contrastive_weight = aux_weight, contrastive_weight
         self.mixup_phase = mixup_phase
         self.dropout_rates = dict(modality_dropout or {})
@@ -186,9 +222,14 @@ class FusionPredictor(nn.Module):
             fdims = dict(self.input_dims)
         _ensure_fusion_registered()
         self.fusion = lookup("fusion", fusion)(fdims, **self.fusion_kwargs)
-        self.heads = TaskHeads(self.fusion.output_dim, self.tasks, head_hidden, head_dropout)
+        self.heads = _task_heads(self.fusion.output_dim, self.tasks, head_hidden, head_dropout, head_depth)
         self.aux = (
-            nn.ModuleDict({m: TaskHeads(fdims[m], self.tasks, head_hidden, head_dropout) for m in self.names})
+            nn.ModuleDict(
+                {
+                    m: _task_heads(fdims[m], self.tasks, head_hidden, head_dropout, head_depth)
+                    for m in self.names
+                }
+            )
             if aux_heads
             else None
         )
@@ -208,6 +249,7 @@ class FusionPredictor(nn.Module):
             "encoder_dropout": self.encoder_dropout,
             "head_hidden": self.head_hidden,
             "head_dropout": self.head_dropout,
+            "head_depth": self.head_depth,
             "aux_heads": self.aux is not None,
             "aux_weight": self.aux_weight,
             "contrastive_weight": self.contrastive_weight,
