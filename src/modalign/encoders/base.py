@@ -58,3 +58,11 @@ class ModalityTower(nn.Module):
 
     def head_dtype(self) -> torch.dtype:
         return next(self.head.parameters()).dtype
+
+
+def transformer_blocks(width: int, depth: int, heads: int, dropout: float) -> nn.TransformerEncoder:
+    """``depth`` pre-norm transformer layers (GELU, MLP ratio 4, batch first)."""
+    layer = nn.TransformerEncoderLayer(
+        width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from modalign.encoders._conv import conv_stack
-from modalign.encoders.base import Encoder
+from modalign.encoders.base import Encoder, transformer_blocks
 from modalign.errors import ConfigError
 from modalign.registry import register
 
@@ -67,10 +67,7 @@ class ImageViT(Encoder):
         self.patch = nn.Conv2d(in_channels, width, patch_size, stride=patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.pos = nn.Parameter(torch.randn(1, n + 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = transformer_blocks(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.output_dim = width
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from modalign.encoders.base import Encoder
+from modalign.encoders.base import Encoder, transformer_blocks
 from modalign.errors import ConfigError
 from modalign.registry import register
 
@@ -45,10 +45,7 @@ class TextTransformer(Encoder):
         self.pos = nn.Parameter(torch.randn(1, max_length + 1, width) * 0.02)
         if pooling == "cls":
             self.cls = nn.Parameter(torch.zeros(1, 1, width))
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = transformer_blocks(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.output_dim = width
 
