@@ -181,3 +181,18 @@ def test_tabular_standardises_with_training_statistics(tmp_path: Path) -> None:
     u = TabularTransform(numeric=("age", "bmi"), categorical=("site",))
     u.load_state(tmp_path, "record")
     assert torch.equal(u.load(train[1], tmp_path), t.load(train[1], tmp_path))  # type: ignore[arg-type]
+
+
+def test_image_random_shift_translates_with_replicated_edges() -> None:
+    t = ImageTransform(size=5, channels=1, random_shift=1)
+    x = torch.arange(2 * 25, dtype=torch.float32).view(2, 1, 5, 5)
+    torch.manual_seed(0)
+    out = t.augment(x)
+    torch.manual_seed(0)
+    offsets = torch.randint(0, 3, (2, 2)).tolist()  # the draw augment makes, as (dy, dx) + 1
+    for i, (dy, dx) in enumerate(offsets):
+        rows = [min(max(r + dy - 1, 0), 4) for r in range(5)]
+        cols = [min(max(c + dx - 1, 0), 4) for c in range(5)]
+        want = x[i, 0][rows][:, cols]
+        assert torch.equal(out[i, 0], want)
+    assert ImageTransform(size=5, channels=1).augment(x) is x  # off by default

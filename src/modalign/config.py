@@ -29,6 +29,7 @@ class ImageTransformConfig(_Frozen):
     std: tuple[float, ...] = Field((0.5,), description="per-channel std (one value = all)")
     max_pixels: int = Field(64_000_000, gt=0, description="decompression-bomb guard (w*h)")
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    random_shift: int = Field(0, ge=0, description="training augmentation: max translation in pixels")
 
 
 class AudioTransformConfig(_Frozen):

@@ -181,6 +181,7 @@ class Trainer:
         With ``accumulation="cached"`` the encoders run on micro-batches and the gradient is still
         exactly the full batch's (every negative counted; see ``grad_cache.cached_backward``).
         """
+        batch = self._augment(batch)
         if self.modality_dropout:
             present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
             batch = dataclasses.replace(batch, present=present)
@@ -189,6 +190,11 @@ class Trainer:
             out.loss.backward()
             return out
         return cached_backward(self.model, batch.split(self.micro_batch_size), self.objective)
+
+    def _augment(self, batch: Batch) -> Batch:
+        """Each modality's training-time augmentation (identity for most transforms)."""
+        inputs = {s.name: s.transform.augment(batch.inputs[s.name]) for s in self.sources}
+        return dataclasses.replace(batch, inputs=inputs)
 
     def loss(self, batch: Batch) -> LossOutput:
         """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""

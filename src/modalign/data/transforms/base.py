@@ -28,6 +28,13 @@ class Transform:
         """The tensor collated in place of an absent row (never seen by encoders)."""
         raise NotImplementedError
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random training-time augmentation of a collated batch (default: none).
+
+        Draws from torch's global RNG, which checkpoints save, so resumed runs stay exact.
+        """
+        return x
+
     def collate(self, items: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Stack items (B of them), using the placeholder for ``None``."""
         return torch.stack([self.placeholder() if x is None else x for x in items])

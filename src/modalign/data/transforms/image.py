@@ -29,6 +29,8 @@ class ImageTransform(Transform):
         mean, std: per-channel normalisation (one value applies to every channel).
         max_pixels: images with more pixels are refused (decompression-bomb guard).
         interpolation: resize filter.
+        random_shift: training-time augmentation: translate each image by up to this many pixels
+            in each direction (edge pixels repeated), 0 = off.
     """
 
     kind = "image"
@@ -41,6 +43,7 @@ class ImageTransform(Transform):
         std: tuple[float, ...] = (0.5,),
         max_pixels: int = 64_000_000,
         interpolation: str = "bicubic",
+        random_shift: int = 0,
     ):
         self.size = size
         self.channels = channels
@@ -48,6 +51,7 @@ class ImageTransform(Transform):
         self.std = tuple(std)
         self.max_pixels = max_pixels
         self.interpolation = interpolation
+        self.random_shift = random_shift
         self._mean = torch.tensor(_per_channel(self.mean, channels)).view(-1, 1, 1)
         self._std = torch.tensor(_per_channel(self.std, channels)).view(-1, 1, 1)
 
@@ -104,6 +108,18 @@ class ImageTransform(Transform):
             img = img.crop((left, top, left + s, top + s))
         return img
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> each image translated by a random (dy, dx) in [-shift, shift]^2."""
+        k = self.random_shift
+        if k == 0 or x.shape[0] == 0:
+            return x
+        b, _, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
+        offsets = torch.randint(0, 2 * k + 1, (b, 2))
+        return torch.stack(
+            [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())]
+        )
+
     def placeholder(self) -> torch.Tensor:
         return torch.zeros(self.channels, self.size, self.size)
 
@@ -115,6 +131,7 @@ class ImageTransform(Transform):
             "std": list(self.std),
             "max_pixels": self.max_pixels,
             "interpolation": self.interpolation,
+            "random_shift": self.random_shift,
         }
 
     def encoder_kwargs(self) -> dict[str, Any]:
