@@ -22,3 +22,11 @@ def test_quickstart_reaches_the_accuracy_bars(tmp_path: Path) -> None:
     assert report["zeroshot/image/accuracy"] >= 0.97, report
     assert report["zeroshot/audio/accuracy"] >= 0.93, report
     assert report["retrieval/audio->image/R@1"] >= 0.90, report
+    # the README's Python example on the trained model
+    import modalign
+
+    model = modalign.load(run / "model")
+    text = model.encode(["three", "seven"], modality="text")
+    audio = model.encode([str(ROOT / "data/fsdd_digits/audio/3_george_0.flac")], modality="audio")
+    scores = audio @ text.T
+    assert text.shape == (2, 64) and scores[0, 0] > scores[0, 1]
