@@ -178,3 +178,17 @@ def test_time_series_modality_trains_with_fusion(tmp_path: Path, encoder: str, f
     model = modalign.load(tmp_path / "run" / "model")
     probs = model.predict({"ts": [[0.0, 0.8, 1.0, 0.7, -0.1], None]})["y"]
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1.0)
+
+
+def test_data_check_reports_labels_outside_the_classes(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from modalign.cli import app
+
+    manifest = _tabular_manifest(tmp_path / "d", n_train=20, n_test=5, bad_label=True)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(_config(manifest)))
+    result = CliRunner().invoke(app, ["data", "check", str(manifest), "--config", str(cfg)])
+    assert result.exit_code == 1, result.output
+    assert "row 24, column 'label'" in result.output and "1 problem(s)" in result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import fit_transforms, load_samples, split_rows
-from modalign.data.manifest import read_manifest
+from modalign.data.manifest import Manifest, read_manifest
 from modalign.errors import DataError
 
 
@@ -28,4 +28,26 @@ def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], 
     except DataError as e:
         return [e], len(manifest.rows)
     result = load_samples(manifest, sources, range(len(manifest.rows)), on_error="skip", collect_all=True)
-    return result.errors, len(manifest.rows)
+    return result.errors + _label_errors(manifest, cfg, rows), len(manifest.rows)
+
+
+def _label_errors(manifest: Manifest, cfg: ExperimentConfig, train_rows: list[int]) -> list[DataError]:
+    """Task labels outside the task's classes (given, or the training split's), one error per row."""
+    if cfg.fusion is None:
+        return []
+    from modalign.build import build_fusion_spec
+    from modalign.fusion.heads import encode_targets
+
+    columns = {t.label_column for t in cfg.fusion.tasks}
+    try:
+        spec = build_fusion_spec(cfg, {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns})
+    except DataError as e:
+        return [e]
+    assert spec is not None
+    errors = []
+    for i, row in enumerate(manifest.rows):
+        try:
+            encode_targets(spec.tasks, {c: [row.get(c)] for c in columns}, row_offset=i)
+        except DataError as e:
+            errors.append(e)
+    return errors
