@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +265,27 @@ def test_bad_encoder_params_name_the_modality(dataset: Path, tmp_path: Path) -> 
     raw["modalities"]["image"]["encoder_params"] = {"widths": [8], "colour": True}
     with pytest.raises(ConfigError, match="modalities.image.encoder_params"):
         run_training(load_config(raw=raw), tmp_path / "run", show_progress=False)
+
+
+def test_affinity_distillation_from_a_saved_teacher(dataset: Path, tmp_path: Path) -> None:
+    from modalign.data.loading import load_split, open_manifest
+    from modalign.training.teacher import add_teacher_embeddings
+
+    train(dataset, tmp_path / "teacher", max_steps=3)
+    teacher = modalign.load(tmp_path / "teacher" / "model")
+    # the carried teacher embeddings are exactly what the teacher encodes from the raw files
+    manifest = open_manifest(dataset)
+    samples = load_split(manifest, teacher.sources(), "val", show_progress=False)
+    add_teacher_embeddings(samples, manifest, teacher)
+    paths = [manifest.rows[i]["image"] for i in samples.rows]
+    want = teacher.encode(paths, modality="image", base_dir=manifest.base_dir)
+    got = torch.stack([t for t in samples.data["image.teacher"] if t is not None]).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+    raw = tiny_config(dataset, max_steps=3)
+    raw["modalities"]["image"]["encoder_params"] = {"widths": [4, 8]}  # a smaller student
+    raw["model"]["teacher"] = str(tmp_path / "teacher" / "model")
+    raw["objectives"] = [{"name": "affinity_distillation", "params": {"alpha": 0.5}}]
+    run_training(load_config(raw=raw), tmp_path / "student", show_progress=False)
+    log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["affinity_distillation/loss"]) for r in log) and "val/loss" in log[-1]

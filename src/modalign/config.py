@@ -175,6 +175,10 @@ class RobustnessConfig(_Frozen):
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
     head: Literal["linear", "mlp"] = "linear"
+    teacher: Path | None = Field(
+        None,
+        description="saved model whose embeddings distillation objectives mimic ({name}.teacher)",
+    )
 
 
 class TrainerConfig(_Frozen):

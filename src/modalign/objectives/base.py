@@ -77,9 +77,13 @@ def _dtype(batch: EmbeddingBatch) -> torch.dtype:
 def embedding(batch: EmbeddingBatch, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(emb[name] (B, D), present[name] (B,) or None)``; a clear error when the key is missing."""
     if name not in batch.emb:
+        hint = (
+            "set model.teacher to a saved model directory"
+            if name.endswith(".teacher")
+            else "check the objective's modalities"
+        )
         raise ConfigError(
-            f"objective needs embeddings of {name!r} but the batch has {sorted(batch.emb)}; "
-            "check the objective's modalities"
+            f"objective needs embeddings of {name!r} but the batch has {sorted(batch.emb)}; {hint}"
         )
     return batch.emb[name], batch.present.get(name)
 

@@ -21,6 +21,7 @@ from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel
 from modalign.training.prediction import check_labels, prediction_loss
+from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
 
 
@@ -81,6 +82,12 @@ def run_training(
         if samples is not None:
             check_labels(model, samples, split)
 
+    if cfg.model.teacher is not None:
+        teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
+        teacher_sources = add_teacher_embeddings(train, manifest, teacher)
+        if val is not None:
+            add_teacher_embeddings(val, manifest, teacher)
+        sources = sources + teacher_sources
     objective = build_objective(cfg)
     f = cfg.fusion
     trainer = Trainer(

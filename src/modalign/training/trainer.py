@@ -199,6 +199,11 @@ class Trainer:
     def loss(self, batch: Batch) -> LossOutput:
         """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""
         emb = self.model(batch)
+        extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
+        if extra:  # frozen teacher embeddings computed once (training/teacher.py)
+            emb = EmbeddingBatch(
+                {**emb.emb, **extra}, {**emb.present, **{k: batch.present[k] for k in extra}}
+            )
         out = self.objective(emb)
         if self.prediction is None:
             return out
