@@ -289,3 +289,29 @@ def test_affinity_distillation_from_a_saved_teacher(dataset: Path, tmp_path: Pat
     run_training(load_config(raw=raw), tmp_path / "student", show_progress=False)
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["affinity_distillation/loss"]) for r in log) and "val/loss" in log[-1]
+
+
+def test_select_best_keeps_the_lowest_validation_loss(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    cfg = load_config(
+        raw=tiny_config(
+            dataset,
+            max_steps=8,
+            val_every=2,
+            checkpoint_every=2,
+            keep_checkpoints=10,
+            select_best=True,
+            lr=0.05,
+        )
+    )
+    run_training(cfg, tmp_path / "run", show_progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = {r["step"]: r["val/loss"] for r in log if "val/loss" in r}
+    best = min(val, key=lambda k: (val[k], k))  # the first step reaching the minimum
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["meta"]["best_step"] == best == report["meta"]["model_step"]
+    saved = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    ckpt = load_file(tmp_path / "run" / "checkpoints" / f"step_{best:08d}.safetensors")
+    for k, v in saved.items():
+        assert torch.equal(v, ckpt[f"model/{k}"]), k

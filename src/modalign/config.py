@@ -197,6 +197,9 @@ class TrainerConfig(_Frozen):
     val_every: int = Field(200, gt=0)
     log_every: int = Field(10, gt=0)
     threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
+    select_best: bool = Field(
+        False, description="save the weights with the lowest validation loss as the model"
+    )
     accumulation: Literal["none", "cached"] = Field(
         "none",
         description="cached: exact large-batch gradients from micro-batches (GradCache with RNG replay)",

@@ -8,6 +8,7 @@ Any failure to read one (missing, truncated, foreign) is a :class:`CheckpointErr
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ class TrainState:
     step: int
     epoch: int
     batch_in_epoch: int
+    best_val: float = math.inf  # lowest validation loss so far, and the step that reached it
+    best_step: int = 0
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -70,7 +73,13 @@ def save_checkpoint(
     tensors["rng/torch"] = torch.get_rng_state()
     meta = {
         "kind": KIND,
-        "state": {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch},
+        "state": {
+            "step": state.step,
+            "epoch": state.epoch,
+            "batch_in_epoch": state.batch_in_epoch,
+            "best_val": state.best_val,
+            "best_step": state.best_step,
+        },
         "param_groups": opt["param_groups"],
         "optim_scalars": scalars,
     }
@@ -80,6 +89,14 @@ def save_checkpoint(
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """The model's weights alone, atomically (the best-validation copy)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state, metadata={"kind": "modalign-weights"}))
 
 
 def load_checkpoint(
@@ -103,7 +120,13 @@ def load_checkpoint(
         optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["rng/torch"])
         s = meta["state"]
-        return TrainState(step=int(s["step"]), epoch=int(s["epoch"]), batch_in_epoch=int(s["batch_in_epoch"]))
+        return TrainState(
+            step=int(s["step"]),
+            epoch=int(s["epoch"]),
+            batch_in_epoch=int(s["batch_in_epoch"]),
+            best_val=float(s.get("best_val", math.inf)),
+            best_step=int(s.get("best_step", 0)),
+        )
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint {path} does not match this model/config: {e}") from None
 

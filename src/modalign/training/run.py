@@ -19,7 +19,7 @@ from modalign.errors import CheckpointError, ConfigError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
-from modalign.model import MultimodalModel
+from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
@@ -103,7 +103,9 @@ def run_training(
         on_step=on_step,
         **cfg.trainer.model_dump(),
     )
-    trainer.fit(resume=resume)
+    state = trainer.fit(resume=resume)
+    if cfg.trainer.select_best and state.best_step > 0:
+        model.load_state_dict(load_safetensors(trainer.best_path))
     model.save(out / "model")
 
     metrics: dict[str, Any] = {}
@@ -143,6 +145,8 @@ def run_training(
         "n_test": len(test) if test is not None else 0,
         "train_seconds": round(time.perf_counter() - started, 1),
         "steps": cfg.trainer.max_steps,
+        "best_step": state.best_step if state.best_step > 0 else None,
+        "model_step": state.best_step if cfg.trainer.select_best and state.best_step > 0 else state.step,
     }
     write_report(out / "report.json", metrics, {**meta, **extras})
     return metrics

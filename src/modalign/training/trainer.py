@@ -26,6 +26,7 @@ from modalign.training.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
+    save_weights,
 )
 from modalign.training.grad_cache import cached_backward
 from modalign.training.schedule import lr_at
@@ -70,6 +71,7 @@ class Trainer:
         micro_batch_size: int | None = None,
         prediction: Callable[[EmbeddingBatch, Batch], LossOutput] | None = None,
         modality_dropout: dict[str, float] | None = None,
+        select_best: bool = False,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
@@ -77,6 +79,7 @@ class Trainer:
         self.train_set, self.val_set, self.sources = train, val, list(sources)
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        self.best_path = self.ckpt_dir / "best.safetensors"
         self.max_steps, self.batch_size = max_steps, batch_size
         self.lr, self.warmup_steps, self.min_lr_ratio = lr, warmup_steps, min_lr_ratio
         self.grad_clip, self.seed = grad_clip, seed
@@ -85,6 +88,7 @@ class Trainer:
         self.show_progress, self.on_step = show_progress, on_step
         self.micro_batch_size = micro_batch_size if accumulation == "cached" else None
         self.prediction, self.modality_dropout = prediction, modality_dropout or {}
+        self.select_best = select_best
         if threads is not None:
             torch.set_num_threads(threads)
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
@@ -131,11 +135,17 @@ class Trainer:
                 t0 = time.perf_counter()
                 metrics = self._train_step(state.step, batch)
                 metrics["samples_per_s"] = len(batch) / max(time.perf_counter() - t0, 1e-9)
-                state = TrainState(state.step + 1, position.epoch, position.batch_in_epoch)
+                state = dataclasses.replace(
+                    state, step=state.step + 1, epoch=position.epoch, batch_in_epoch=position.batch_in_epoch
+                )
                 if self.val_set is not None and (
                     state.step % self.val_every == 0 or state.step == self.max_steps
                 ):
                     metrics["val/loss"] = self.validate()
+                    if metrics["val/loss"] < state.best_val:
+                        state = dataclasses.replace(state, best_val=metrics["val/loss"], best_step=state.step)
+                        if self.select_best:
+                            save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
                 if state.step % self.checkpoint_every == 0 or state.step == self.max_steps:
