@@ -28,7 +28,7 @@ import torch
 
 from modalign.evaluation.prediction import accuracy, binary_auroc, macro_f1
 from modalign.evaluation.robustness import label_dependent_missingness
-from modalign.fusion import TaskSpec
+from modalign.tasks import TaskSpec
 from modalign.fusion.predictor import FusionPredictor
 
 MODELS = {

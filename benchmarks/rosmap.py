@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from modalign.evaluation.prediction import accuracy, binary_auroc, macro_f1
-from modalign.fusion import TaskSpec
+from modalign.tasks import TaskSpec
 from modalign.fusion.predictor import FusionPredictor
 
 DEFAULT_DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "rosmap"

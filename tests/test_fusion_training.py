@@ -15,7 +15,7 @@ from conftest import write_jsonl
 import modalign
 from modalign.config import load_config
 from modalign.errors import ConfigError, DataError
-from modalign.training.run import run_training
+from modalign.workflows.train import run_training
 
 
 def _tabular_manifest(root: Path, n_train: int = 120, n_test: int = 40, bad_label: bool = False) -> Path:

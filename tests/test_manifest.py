@@ -14,12 +14,12 @@ from conftest import tiny_config, write_dataset, write_jsonl
 from PIL import Image
 from typer.testing import CliRunner
 
-from modalign.build import build_sources
 from modalign.cli import app
 from modalign.config import load_config
 from modalign.data.dataset import collate, fit_transforms, load_samples
 from modalign.data.manifest import ensure_extracted, read_manifest
 from modalign.errors import DataError
+from modalign.workflows.build import build_sources
 
 ROWS = [
     {"id": "a", "text": "hello", "x": 1.5, "split": "train"},

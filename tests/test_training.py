@@ -16,7 +16,7 @@ import modalign
 from modalign.config import load_config
 from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.training.checkpoint import list_checkpoints
-from modalign.training.run import run_training
+from modalign.workflows.train import run_training
 
 
 class Crash(RuntimeError):
@@ -187,10 +187,10 @@ def test_save_load_round_trip_and_encode_inputs(dataset: Path, tmp_path: Path) -
 
 
 def test_cached_accumulation_gives_the_full_batch_gradient(dataset: Path, tmp_path: Path) -> None:
-    from modalign.build import build_model, build_objective, build_sources
     from modalign.data.dataset import collate, fit_transforms, load_samples
     from modalign.data.manifest import read_manifest
     from modalign.training.trainer import Trainer
+    from modalign.workflows.build import build_model, build_objective, build_sources
 
     raw = tiny_config(dataset)
     # dropout off: a full batch and its micro-batches draw different masks by design (the

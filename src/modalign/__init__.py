@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from modalign.config import load_config
     from modalign.evaluation.evaluate import evaluate_samples
     from modalign.model import MultimodalModel, load
-    from modalign.training.run import run_training
+    from modalign.workflows.train import run_training
 
 _LAZY = {
     "MultimodalModel": "modalign.model",
     "load": "modalign.model",
     "load_config": "modalign.config",
     "evaluate_samples": "modalign.evaluation.evaluate",
-    "run_training": "modalign.training.run",
+    "run_training": "modalign.workflows.train",
 }
 
 

@@ -43,7 +43,7 @@ def train(
     """Train a model, checkpointing as it goes, then evaluate it on the test split."""
     from modalign.config import load_config
     from modalign.errors import ModalignError
-    from modalign.training.run import run_training
+    from modalign.workflows.train import run_training
 
     try:
         cfg = load_config(config, set_)
@@ -83,7 +83,7 @@ def eval_(
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
-    from modalign.evaluation.run import run_eval
+    from modalign.workflows.evaluate import run_eval
 
     try:
         run_eval(
@@ -110,8 +110,8 @@ def data_check(
 ) -> None:
     """Report every problem (row, column, file); exit 1 when there is one. Writes nothing."""
     from modalign.config import load_config
-    from modalign.data.check import check_manifest
     from modalign.errors import ModalignError
+    from modalign.workflows.check import check_manifest
 
     try:
         cfg = load_config(config, set_)

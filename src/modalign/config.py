@@ -254,14 +254,14 @@ class ExperimentConfig(_Frozen):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
-        from modalign.registry import lookup
+        from modalign.registry import check_name  # names only: imports no model code
 
         if not self.objectives and self.fusion is None:
             raise ValueError("objectives is empty and there is no fusion: nothing to train")
         for o in self.objectives:
-            lookup("objective", o.name)  # unknown names fail here, with close matches
+            check_name("objective", o.name)  # unknown names fail here, with close matches
         if self.fusion is not None:
-            lookup("fusion", self.fusion.name)
+            check_name("fusion", self.fusion.name)
             unknown = set(self.fusion.modality_dropout) - set(self.modalities)
             if unknown:
                 raise ValueError(
@@ -274,7 +274,7 @@ class ExperimentConfig(_Frozen):
                     "tasks (per-sample losses) use a smaller trainer.batch_size instead"
                 )
         for m in self.modalities.values():
-            lookup("encoder", m.encoder_name)
+            check_name("encoder", m.encoder_name)
         if self.eval.zeroshot_text is not None:
             text = self.modalities.get(self.eval.zeroshot_text)
             if text is None or text.kind != "text":

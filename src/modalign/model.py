@@ -18,8 +18,9 @@ from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import Encoder, ModalityTower, build_encoder
 from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.fusion.base import FusionOutput
-from modalign.fusion.heads import TaskHeads, TaskSpec, probabilities
+from modalign.fusion.heads import TaskHeads, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
+from modalign.tasks import TaskSpec
 from modalign.types import Batch, EmbeddingBatch
 
 FORMAT = "modalign-model"

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from modalign.errors import ConfigError, DataError
-from modalign.fusion import TaskHeads, TaskSpec, build_fusion, encode_targets, infer_classes
-from modalign.fusion.heads import Target, multistep_task_loss, task_loss
+from modalign.fusion import TaskHeads, build_fusion
+from modalign.fusion.heads import multistep_task_loss, task_loss
+from modalign.tasks import Target, TaskSpec, encode_targets, infer_classes
 
 DIMS = {"a": 3, "b": 2, "c": 4}
 

@@ -11,7 +11,7 @@ import pytest
 from modalign.errors import DataError
 from modalign.evaluation import prediction as P
 from modalign.evaluation import robustness as R
-from modalign.fusion import TaskSpec, encode_targets
+from modalign.tasks import TaskSpec, encode_targets
 
 sk = pytest.importorskip("sklearn.metrics")
 

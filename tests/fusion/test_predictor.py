@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modalign.errors import CheckpointError, ConfigError, DataError
-from modalign.fusion import TaskSpec
+from modalign.tasks import TaskSpec
 from modalign.fusion.predictor import FusionPredictor
 
 TASKS = [TaskSpec("y", classes=(0, 1)), TaskSpec("score", "regression", weight=0.2)]

@@ -17,8 +17,9 @@ import torch
 from modalign.data.dataset import SampleSet
 from modalign.evaluation.prediction import evaluate_tasks
 from modalign.evaluation.robustness import MCAR_RATES, mcar_curve, mnar_evaluation, subset_table
-from modalign.fusion.heads import encode_targets, probabilities
+from modalign.fusion.heads import probabilities
 from modalign.model import MultimodalModel
+from modalign.tasks import encode_targets
 from modalign.types import EmbeddingBatch
 
 

@@ -6,17 +6,14 @@ Importing this package registers the fusion modules ``concat``, ``attention``, `
 
 from modalign.fusion import attention, concat, lego, multimodn  # noqa: F401  (registers)
 from modalign.fusion.base import FusionModule, FusionOutput
-from modalign.fusion.heads import TaskHeads, TaskSpec, encode_targets, infer_classes
+from modalign.fusion.heads import TaskHeads
 from modalign.fusion.missing import modality_dropout, shuffled_order
 
 __all__ = [
     "FusionModule",
     "FusionOutput",
     "TaskHeads",
-    "TaskSpec",
     "build_fusion",
-    "encode_targets",
-    "infer_classes",
     "modality_dropout",
     "shuffled_order",
 ]

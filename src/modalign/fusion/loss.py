@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from modalign.fusion.base import FusionOutput
-from modalign.fusion.heads import Target, TaskSpec, multistep_task_loss, task_loss
+from modalign.fusion.heads import multistep_task_loss, task_loss
+from modalign.tasks import Target, TaskSpec
 from modalign.types import LossOutput
 
 

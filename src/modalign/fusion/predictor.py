@@ -30,15 +30,8 @@ from torch import nn
 from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.contrastive import m3co_loss, sample_mixup, soft_clip_loss
-from modalign.fusion.heads import (
-    Target,
-    TaskHeads,
-    TaskSpec,
-    encode_targets,
-    multistep_task_loss,
-    probabilities,
-    task_loss,
-)
+from modalign.fusion.heads import TaskHeads, multistep_task_loss, probabilities, task_loss
+from modalign.tasks import Target, TaskSpec, encode_targets
 from modalign.fusion.missing import modality_dropout as drop_modalities
 from modalign.io import atomic_write_bytes, atomic_write_json
 from modalign.registry import lookup

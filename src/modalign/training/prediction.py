@@ -7,9 +7,9 @@ from typing import Any
 
 from modalign.data.dataset import SampleSet
 from modalign.errors import DataError
-from modalign.fusion.heads import encode_targets
 from modalign.fusion.loss import fusion_loss
 from modalign.model import MultimodalModel
+from modalign.tasks import encode_targets
 from modalign.types import Batch, EmbeddingBatch, LossOutput
 
 

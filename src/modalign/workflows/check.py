@@ -16,7 +16,7 @@ def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], 
     Transforms that learn state (tokenizer, statistics) are fitted in memory on the training split
     (or every row when the manifest has no such split).
     """
-    from modalign.build import build_sources
+    from modalign.workflows.build import build_sources
 
     manifest = read_manifest(path)
     sources = build_sources(cfg)
@@ -35,8 +35,8 @@ def _label_errors(manifest: Manifest, cfg: ExperimentConfig, train_rows: list[in
     """Task labels outside the task's classes (given, or the training split's), one error per row."""
     if cfg.fusion is None:
         return []
-    from modalign.build import build_fusion_spec
-    from modalign.fusion.heads import encode_targets
+    from modalign.tasks import encode_targets
+    from modalign.workflows.build import build_fusion_spec
 
     columns = {t.label_column for t in cfg.fusion.tasks}
     try:

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 import yaml
 
-from modalign.build import build_fusion_spec, build_model, build_objective, build_sources
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
@@ -23,6 +22,7 @@ from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
+from modalign.workflows.build import build_fusion_spec, build_model, build_objective, build_sources
 
 
 def run_training(

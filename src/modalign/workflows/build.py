@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import modalign.fusion  # noqa: F401  (registers the fusion modules)
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import encoder_kwargs
 from modalign.errors import ConfigError
-from modalign.fusion.heads import TaskSpec, infer_classes
 from modalign.model import FusionSpec, ModalitySpec, MultimodalModel
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup
+from modalign.tasks import TaskSpec, infer_classes
 
 
 def build_sources(cfg: ExperimentConfig) -> list[ModalitySource]:
