@@ -13,7 +13,7 @@ from conftest import tiny_config, write_jsonl
 from PIL import Image
 
 import modalign
-from modalign.config import load_config
+from modalign.config import TrainerConfig, load_config
 from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.training.checkpoint import list_checkpoints
 from modalign.workflows.train import run_training
@@ -220,8 +220,7 @@ def test_cached_accumulation_gives_the_full_batch_gradient(dataset: Path, tmp_pa
             samples,
             sources,
             tmp_path,
-            accumulation="cached" if micro else "none",
-            micro_batch_size=micro,
+            TrainerConfig(accumulation="cached", micro_batch_size=micro) if micro else TrainerConfig(),
             show_progress=False,
         )
         model.train()

@@ -58,6 +58,13 @@ class TabularTransformConfig(_Frozen):
 
     numeric: tuple[str, ...] = Field((), description="numeric manifest columns")
     categorical: tuple[str, ...] = Field((), description="categorical manifest columns")
+    scaling: Literal["standard", "minmax", "none"] = Field(
+        "standard",
+        description="numeric scaling fitted on the training split: z-score, (x - min) / (max - min), or raw",
+    )
+    missing_flags: bool = Field(
+        True, description="append one 0/1 missing indicator per numeric feature to the encoder input"
+    )
 
 
 class TimeSeriesTransformConfig(_Frozen):
@@ -151,9 +158,24 @@ class FusionConfig(_Frozen):
     name: str = Field("concat", description="registered fusion: concat, attention, multimodn, lego")
     params: dict[str, Any] = Field(default_factory=dict, description="fusion keyword arguments")
     tasks: tuple[TaskConfig, ...] = Field(..., min_length=1)
+    input: Literal["embedding", "features"] = Field(
+        "embedding",
+        description="what is fused: the unit-norm embeddings, or the towers' unnormalised features",
+    )
     head_hidden: int | None = Field(None, gt=0, description="hidden width of task heads; null = linear")
+    head_depth: int = Field(
+        1,
+        ge=1,
+        description="hidden layers per task head (2 = M3CoL's Linear-ReLU-Dropout-Linear-ReLU-Linear)",
+    )
+    head_dropout: float = Field(0.0, ge=0, lt=1, description="dropout after the first hidden layer of heads")
     aux_heads: bool = Field(False, description="unimodal auxiliary heads (M3CoL recipe)")
-    aux_weight: float = Field(1.0, ge=0)
+    aux_weight: float = Field(1.0, ge=0, description="loss weight of every unimodal auxiliary head")
+    prediction: Literal["fused", "ensemble"] = Field(
+        "fused",
+        description="fused: the fusion head; ensemble: per row, the mean of the fusion head's and the "
+        "present modalities' auxiliary heads' probabilities (needs aux_heads)",
+    )
     modality_dropout: dict[str, float] = Field(
         default_factory=dict, description="training-time drop rate per modality"
     )
@@ -174,7 +196,11 @@ class RobustnessConfig(_Frozen):
 
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
-    head: Literal["linear", "mlp"] = "linear"
+    head: Literal["linear", "mlp", "none"] = Field(
+        "linear",
+        description="projection from encoder features to D: linear, mlp (Linear-GELU-Linear) or none "
+        "(the encoder's output is the embedding before normalisation; its width must be embed_dim)",
+    )
     teacher: Path | None = Field(
         None,
         description="saved model whose embeddings distillation objectives mimic ({name}.teacher)",
@@ -183,7 +209,17 @@ class ModelConfig(_Frozen):
 
 class TrainerConfig(_Frozen):
     max_steps: int = Field(1000, gt=0)
-    batch_size: int = Field(128, gt=1)
+    batch_size: int | Literal["full"] = Field(
+        128, description="rows per step; 'full' (or any size >= the training set) = one batch in data order"
+    )
+    optimizer: Literal["adamw", "adam"] = Field(
+        "adamw",
+        description="adamw: decoupled decay on matrices only; adam: L2 decay on every parameter "
+        "(torch.optim.Adam, as the M3CoL reference)",
+    )
+    ema_decay: float | None = Field(
+        None, ge=0, lt=1, description="keep an EMA of the weights (avg = d*avg + (1-d)*w) and save it"
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.98)
@@ -195,7 +231,6 @@ class TrainerConfig(_Frozen):
     checkpoint_every: int = Field(200, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     val_every: int = Field(200, gt=0)
-    log_every: int = Field(10, gt=0)
     threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
     select_best: bool = Field(
         False, description="save the weights with the lowest validation loss as the model"
@@ -208,6 +243,13 @@ class TrainerConfig(_Frozen):
         None, gt=0, description="rows per encoder pass with accumulation=cached"
     )
 
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_of_two(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 2:
+            raise ValueError("batch_size must be >= 2 (contrastive losses need negatives) or 'full'")
+        return v
+
     @model_validator(mode="after")
     def _accumulation_needs_micro_batches(self) -> TrainerConfig:
         if self.accumulation == "cached" and self.micro_batch_size is None:
@@ -216,7 +258,8 @@ class TrainerConfig(_Frozen):
 
 
 class EvalConfig(_Frozen):
-    split: str = "test"
+    """Evaluation after training, on ``data.test_split``."""
+
     match_on: str | None = Field(None, description="positives share this column's value; null = same id")
     ks: tuple[int, ...] = (1, 5, 10)
     zeroshot_text: str | None = Field(
@@ -267,6 +310,10 @@ class ExperimentConfig(_Frozen):
                 raise ValueError(
                     f"fusion.modality_dropout names {sorted(unknown)}, "
                     f"not in modalities {list(self.modalities)}"
+                )
+            if self.fusion.prediction == "ensemble" and not self.fusion.aux_heads:
+                raise ValueError(
+                    "fusion.prediction=ensemble averages the auxiliary heads: set fusion.aux_heads"
                 )
             if self.trainer.accumulation == "cached":
                 raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,10 @@ class FusionSpec:
         tasks: the prediction tasks (classes resolved).
         head_hidden: hidden width of the task heads (None = linear heads).
         aux_heads: add a unimodal head per modality (M3CoL recipe).
+        head_depth, head_dropout: hidden layers of every head and the dropout after the first.
+        input: ``embedding`` (fuse the unit-norm embeddings) or ``features`` (the towers'
+            unnormalised outputs, e.g. raw scaled features with the ``identity`` encoder).
+        prediction: ``fused`` or ``ensemble`` (see :meth:`MultimodalModel.task_probabilities`).
     """
 
     name: str
@@ -43,20 +48,26 @@ class FusionSpec:
     tasks: tuple[TaskSpec, ...]
     head_hidden: int | None = None
     aux_heads: bool = False
+    head_depth: int = 1
+    head_dropout: float = 0.0
+    input: str = "embedding"
+    prediction: str = "fused"
+
+    def __post_init__(self) -> None:
+        if self.input not in ("embedding", "features"):
+            raise ConfigError(f"fusion.input must be embedding or features, got {self.input!r}")
+        if self.prediction not in ("fused", "ensemble"):
+            raise ConfigError(f"fusion.prediction must be fused or ensemble, got {self.prediction!r}")
+        if self.prediction == "ensemble" and not self.aux_heads:
+            raise ConfigError("fusion.prediction=ensemble averages the auxiliary heads: set aux_heads")
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "params": self.params,
-            "tasks": [t.to_dict() for t in self.tasks],
-            "head_hidden": self.head_hidden,
-            "aux_heads": self.aux_heads,
-        }
+        return dataclasses.asdict(self) | {"tasks": [t.to_dict() for t in self.tasks]}
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> FusionSpec:
         tasks = tuple(TaskSpec.from_dict(t) for t in d["tasks"])
-        return cls(d["name"], dict(d["params"]), tasks, d["head_hidden"], bool(d["aux_heads"]))
+        return cls(**{**d, "params": dict(d["params"]), "tasks": tasks})
 
 
 @dataclass(frozen=True)
@@ -120,10 +131,11 @@ class MultimodalModel(nn.Module):
             from modalign.fusion import build_fusion
 
             self.fusion = build_fusion(fusion.name, {n: embed_dim for n in self.specs}, **fusion.params)
-            self.task_heads = TaskHeads(self.fusion.output_dim, fusion.tasks, fusion.head_hidden)
+            head = dict(hidden=fusion.head_hidden, dropout=fusion.head_dropout, depth=fusion.head_depth)
+            self.task_heads = TaskHeads(self.fusion.output_dim, fusion.tasks, **head)
             if fusion.aux_heads:
                 self.aux_heads = nn.ModuleDict(
-                    {n: TaskHeads(embed_dim, fusion.tasks, fusion.head_hidden) for n in self.specs}
+                    {n: TaskHeads(embed_dim, fusion.tasks, **head) for n in self.specs}
                 )
 
     @property
@@ -134,13 +146,16 @@ class MultimodalModel(nn.Module):
         return [s.source() for s in self.specs.values()]
 
     def forward(self, batch: Batch) -> EmbeddingBatch:
-        """Embed every modality of ``batch``: ``emb[name]`` (B, D), zeros where absent."""
-        emb = {
-            name: self.towers[name](batch.inputs[name], batch.present[name])
-            for name in self.specs
-            if name in batch.inputs
-        }
-        return EmbeddingBatch(emb=emb, present={n: batch.present[n] for n in emb})
+        """Embed every modality of ``batch``: ``emb[name]`` (B, D), zeros where absent.
+
+        ``features`` (the rows before normalisation) are kept when the fusion fuses them.
+        """
+        emb, feats = {}, {}
+        for name in self.specs:
+            if name in batch.inputs:
+                emb[name], feats[name] = self.towers[name].embed(batch.inputs[name], batch.present[name])
+        keep = self.fusion_spec is not None and self.fusion_spec.input == "features"
+        return EmbeddingBatch(emb, {n: batch.present[n] for n in emb}, feats if keep else None)
 
     def fuse(self, emb: EmbeddingBatch) -> Prediction:
         """Task predictions from modality embeddings; absent modalities are skipped, not zeroed.
@@ -150,20 +165,51 @@ class MultimodalModel(nn.Module):
         """
         if self.fusion_spec is None:
             raise ConfigError("this model has no fusion/tasks; train it with a `fusion:` section")
-        out = self.fusion(emb.emb, emb.present)
+        x = emb.emb
+        if self.fusion_spec.input == "features":
+            if emb.features is None:
+                raise ConfigError("fusion.input=features needs the towers' features; embed with model(batch)")
+            x = emb.features
+        present = {m: emb.present[m] for m in x}
+        out = self.fusion(x, present)
         logits = self.task_heads(out.fused)
         steps = self.task_heads(out.states) if out.states is not None else None
         aux = None
         if self.fusion_spec.aux_heads:
-            aux = {m: self.aux_heads[m](e) for m, e in emb.emb.items()}
+            aux = {m: self.aux_heads[m](e) for m, e in x.items() if m in self.aux_heads}
         return Prediction(logits, steps, aux, out)
+
+    def task_probabilities(
+        self, pred: Prediction, present: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Task -> (B, C) probabilities (softmax / sigmoid) or (B, 1) values of a fused pass.
+
+        ``fusion.prediction="fused"``: the fusion head's output. ``"ensemble"``: row i averages
+        the fusion head and the auxiliary heads of the modalities present in row i with equal
+        weights (M3CoL predicts from fused and unimodal heads); a row with no modality keeps the
+        fusion head's (prior) prediction.
+        """
+        assert self.fusion_spec is not None
+        out = {}
+        for t in self.fusion_spec.tasks:
+            fused = probabilities(t, pred.logits[t.name])  # (B, C)
+            if self.fusion_spec.prediction == "fused" or pred.aux_logits is None:
+                out[t.name] = fused
+                continue
+            total, count = fused.clone(), torch.ones_like(fused[:, :1])  # (B, C), (B, 1)
+            for m, lg in pred.aux_logits.items():
+                w = present[m].to(fused.dtype)[:, None]  # (B, 1); absent rows add nothing
+                total = total + w * probabilities(t, lg[t.name])
+                count = count + w
+            out[t.name] = total / count
+        return out
 
     def _embed_payloads(
         self, modality: str, inputs: Sequence[Any], batch_size: int, base: Path, allow_missing: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, D) embeddings and (N,) present mask of raw inputs (None = absent when allowed)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, D) embeddings, (N, D) features and (N,) mask of raw inputs (None = absent if allowed)."""
         spec = self.specs[modality]
-        embs, masks = [], []
+        embs, feats, masks = [], [], []
         for start in range(0, len(inputs), batch_size):
             items: list[torch.Tensor | None] = []
             for k, x in enumerate(inputs[start : start + batch_size]):
@@ -179,11 +225,14 @@ class MultimodalModel(nn.Module):
                     )
                 items.append(t)
             present = torch.tensor([t is not None for t in items], dtype=torch.bool)
-            embs.append(self.towers[modality](spec.transform.collate(items), present).float())
+            emb, feat = self.towers[modality].embed(spec.transform.collate(items), present)
+            embs.append(emb.float())
+            feats.append(feat.float())
             masks.append(present)
         if not embs:
-            return torch.zeros(0, self.embed_dim), torch.zeros(0, dtype=torch.bool)
-        return torch.cat(embs), torch.cat(masks)
+            empty = torch.zeros(0, self.embed_dim)
+            return empty, empty, torch.zeros(0, dtype=torch.bool)
+        return torch.cat(embs), torch.cat(feats), torch.cat(masks)
 
     @torch.no_grad()
     def predict(
@@ -199,9 +248,9 @@ class MultimodalModel(nn.Module):
         (softmax / sigmoid) or (N, 1) regression values.
         """
         with self._evaluating():
-            pred = self.fuse(self._embed_inputs(inputs, batch_size, base_dir))
-        assert self.fusion_spec is not None
-        return {t.name: probabilities(t, pred.logits[t.name]).numpy() for t in self.fusion_spec.tasks}
+            emb = self._embed_inputs(inputs, batch_size, base_dir)
+            probs = self.task_probabilities(self.fuse(emb), emb.present)
+        return {k: v.cpu().numpy() for k, v in probs.items()}
 
     @torch.no_grad()
     def explain(self, sample: Mapping[str, Any], base_dir: str | Path | None = None) -> dict[str, Any]:
@@ -245,11 +294,13 @@ class MultimodalModel(nn.Module):
             raise DataError(f"modalities have different numbers of samples: {sorted(sizes)}")
         n = sizes.pop() if sizes else 0
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        emb, present = {}, {}
+        emb, feats, present = {}, {}, {}
         for m in self.specs:
             values = inputs.get(m, [None] * n)
-            emb[m], present[m] = self._embed_payloads(m, values, batch_size, base, allow_missing=True)
-        return EmbeddingBatch(emb, present)
+            emb[m], feats[m], present[m] = self._embed_payloads(
+                m, values, batch_size, base, allow_missing=True
+            )
+        return EmbeddingBatch(emb, present, feats)
 
     @torch.no_grad()
     def encode(
@@ -279,7 +330,7 @@ class MultimodalModel(nn.Module):
             raise DataError("encode expects a list of inputs, got a single string", column=modality)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         with self._evaluating():
-            emb, _ = self._embed_payloads(modality, list(inputs), batch_size, base, allow_missing=False)
+            emb, _, _ = self._embed_payloads(modality, list(inputs), batch_size, base, allow_missing=False)
         return emb.numpy()
 
     @contextmanager

@@ -26,6 +26,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "identity",
         "image_cnn",
         "image_vit",
+        "mlp",
         "tabular_mlp",
         "text_transformer",
         "timeseries_conv",

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modalign.errors import ConfigError
+
 
 class Encoder(nn.Module):
     """Base class of modality encoders (see module docstring)."""
@@ -27,7 +29,10 @@ class ModalityTower(nn.Module):
     Args:
         encoder: the modality's encoder.
         embed_dim: the shared dimension D.
-        head: "linear" or "mlp" (Linear-GELU-Linear).
+        head: "linear", "mlp" (Linear-GELU-Linear) or "none" (the encoder's F must equal D).
+
+    Raises:
+        ConfigError: ``head="none"`` with an encoder whose width is not ``embed_dim``.
     """
 
     def __init__(self, encoder: Encoder, embed_dim: int, head: str = "linear"):
@@ -37,8 +42,16 @@ class ModalityTower(nn.Module):
         f = encoder.output_dim
         if head == "linear":
             self.head: nn.Module = nn.Linear(f, embed_dim)
-        else:
+        elif head == "mlp":
             self.head = nn.Sequential(nn.Linear(f, f), nn.GELU(), nn.Linear(f, embed_dim))
+        elif head == "none":
+            if f != embed_dim:
+                raise ConfigError(
+                    f"model.head=none needs model.embed_dim equal to the encoder's width {f}, got {embed_dim}"
+                )
+            self.head = nn.Identity()
+        else:
+            raise ConfigError(f"model.head must be linear, mlp or none, got {head!r}")
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         """Unnormalised projected features of present rows only: (B', D)."""
@@ -46,18 +59,25 @@ class ModalityTower(nn.Module):
 
     def forward(self, inputs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Embed a batch: (B, ...) inputs and (B,) mask -> (B, D) unit rows, zeros where absent."""
+        return self.embed(inputs, present)[0]
+
+    def embed(self, inputs: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D) unit rows and the (B, D) unnormalised features they come from; zeros where absent."""
         b = present.shape[0]
         if bool(present.all()):
-            return F.normalize(self.features(inputs), dim=-1)
+            feats = self.features(inputs)
+            return F.normalize(feats, dim=-1), feats
         out = torch.zeros(b, self.embed_dim, dtype=self.head_dtype(), device=present.device)
         idx = present.nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
-            return out
-        emb = F.normalize(self.features(inputs[idx]), dim=-1)
-        return out.index_copy(0, idx, emb.to(out.dtype))
+            return out, out
+        feats = self.features(inputs[idx])
+        emb = F.normalize(feats, dim=-1)
+        return out.index_copy(0, idx, emb.to(out.dtype)), out.index_copy(0, idx, feats.to(out.dtype))
 
     def head_dtype(self) -> torch.dtype:
-        return next(self.head.parameters()).dtype
+        p = next(self.parameters(), None)
+        return torch.float32 if p is None else p.dtype
 
 
 def transformer_blocks(width: int, depth: int, heads: int, dropout: float) -> nn.TransformerEncoder:

@@ -21,15 +21,19 @@ from modalign.model import MultimodalModel
 
 
 @torch.no_grad()
-def embed_samples(model: MultimodalModel, samples: SampleSet, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """(N, D) embeddings of every modality of ``samples``; absent rows are zeros."""
+def embed_samples(
+    model: MultimodalModel, samples: SampleSet, batch_size: int = 256, features: bool = False
+) -> dict[str, np.ndarray]:
+    """(N, D) embeddings (or, with ``features``, the unnormalised features) of every modality of
+    ``samples``; absent rows are zeros."""
     model.eval()
     sources = model.sources()
     chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in sources}
     for start in range(0, len(samples), batch_size):
         idx = list(range(start, min(start + batch_size, len(samples))))
-        emb = model(collate(samples, idx, sources))
-        for name, e in emb.emb.items():
+        out = model(collate(samples, idx, sources))
+        rows = out.features if features and out.features is not None else out.emb
+        for name, e in rows.items():
             chunks[name].append(e.float().numpy())
     return {
         n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()
@@ -160,6 +164,9 @@ def evaluate_model(
     if model.fusion_spec is not None:
         from modalign.evaluation.prediction_eval import evaluate_predictions
 
-        more, extras = evaluate_predictions(model, samples, emb, **(robustness or {}))
+        fused_in = emb
+        if model.fusion_spec.input == "features":
+            fused_in = embed_samples(model, samples, batch_size, features=True)
+        more, extras = evaluate_predictions(model, samples, fused_in, **(robustness or {}))
         metrics.update(more)
     return metrics, extras

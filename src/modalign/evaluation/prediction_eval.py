@@ -17,7 +17,6 @@ import torch
 from modalign.data.dataset import SampleSet
 from modalign.evaluation.prediction import evaluate_tasks
 from modalign.evaluation.robustness import MCAR_RATES, mcar_curve, mnar_evaluation, subset_table
-from modalign.fusion.heads import probabilities
 from modalign.model import MultimodalModel
 from modalign.tasks import encode_targets
 from modalign.types import EmbeddingBatch
@@ -35,7 +34,10 @@ def evaluate_predictions(
     explain_samples: int = 3,
     seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics (flat keys) and extras (``explanations``: MultiModN per-step predictions)."""
+    """Metrics (flat keys) and extras (``explanations``: MultiModN per-step predictions).
+
+    ``emb`` holds what the fusion takes: embeddings, or features with ``fusion.input=features``.
+    """
     spec = model.fusion_spec
     assert spec is not None
     tasks = spec.tasks
@@ -45,12 +47,10 @@ def evaluate_predictions(
     @torch.no_grad()
     def predict(inputs: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         model.eval()
-        batch = EmbeddingBatch(
-            {m: torch.from_numpy(np.asarray(x)) for m, x in inputs.items()},
-            {m: torch.from_numpy(np.asarray(masks[m], dtype=bool)) for m in inputs},
-        )
-        pred = model.fuse(batch)
-        return {t.name: probabilities(t, pred.logits[t.name]).numpy() for t in tasks}
+        x = {m: torch.from_numpy(np.asarray(v)) for m, v in inputs.items()}
+        batch = EmbeddingBatch(x, {m: torch.from_numpy(np.asarray(masks[m], dtype=bool)) for m in x}, x)
+        probs = model.task_probabilities(model.fuse(batch), batch.present)
+        return {k: v.numpy() for k, v in probs.items()}
 
     metrics = {f"predict/{k}": v for k, v in evaluate_tasks(tasks, predict(emb, present), targets).items()}
     if robustness:
@@ -68,10 +68,8 @@ def evaluate_predictions(
     if explain_samples > 0 and model.fusion_spec is not None and _has_steps(model):
         rows = []
         for i in range(min(explain_samples, len(samples))):
-            one = EmbeddingBatch(
-                {m: torch.from_numpy(emb[m][i : i + 1]) for m in emb},
-                {m: torch.from_numpy(present[m][i : i + 1]) for m in emb},
-            )
+            x = {m: torch.from_numpy(emb[m][i : i + 1]) for m in emb}
+            one = EmbeddingBatch(x, {m: torch.from_numpy(present[m][i : i + 1]) for m in emb}, x)
             rows.append({"id": samples.ids[i], **model.explain_embedded(one)})
         extras["explanations"] = rows
     return metrics, extras

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modalign.errors import ConfigError
 from modalign.tasks import Target, TaskSpec
 from modalign.types import LossOutput
 
@@ -19,14 +20,17 @@ from modalign.types import LossOutput
 class TaskHeads(nn.Module):
     """One head per task on a shared representation (the MultiModN decoders).
 
-    Head: ``Linear`` when ``hidden`` is None, else Linear-ReLU-Dropout-Linear. Applied to the last
-    dim, so (B, H) gives (B, C) and MultiModN's (S, B, H) states give (S, B, C).
+    Head: ``Linear`` when ``hidden`` is None; else Linear(H, h)-ReLU-Dropout, then ``depth - 1``
+    times Linear(h, h)-ReLU, then Linear(h, C) (depth 2 is M3CoL's
+    Linear-ReLU-Dropout-Linear-ReLU-Linear). Applied to the last dim, so (B, H) gives (B, C) and
+    MultiModN's (S, B, H) states give (S, B, C).
 
     Args:
         in_dim: representation width H.
         tasks: task specs.
-        hidden: hidden width, or None for a linear head.
-        dropout: dropout in the hidden layer.
+        hidden: hidden width h, or None for a linear head.
+        dropout: dropout after the first hidden layer.
+        depth: number of hidden layers (needs ``hidden`` when above 1).
     """
 
     def __init__(
@@ -35,20 +39,21 @@ class TaskHeads(nn.Module):
         tasks: Sequence[TaskSpec],
         hidden: int | None = None,
         dropout: float = 0.0,
+        depth: int = 1,
     ):
         super().__init__()
+        if depth < 1 or (depth > 1 and hidden is None):
+            raise ConfigError(f"task heads: depth {depth} needs depth >= 1 and a hidden width above 1")
         self.tasks = tuple(tasks)
         heads: dict[str, nn.Module] = {}
         for t in self.tasks:
             if hidden is None:
                 heads[t.name] = nn.Linear(in_dim, t.num_outputs)
-            else:
-                heads[t.name] = nn.Sequential(
-                    nn.Linear(in_dim, hidden),
-                    nn.ReLU(),
-                    nn.Dropout(dropout),
-                    nn.Linear(hidden, t.num_outputs),
-                )
+                continue
+            layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            for _ in range(depth - 1):
+                layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+            heads[t.name] = nn.Sequential(*layers, nn.Linear(hidden, t.num_outputs))
         self.heads = nn.ModuleDict(heads)
 
     def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -73,8 +73,10 @@ class M3CoObjective(_Stepped):
     Beta(beta, beta)`` for a random half of the rows (``select_prob``) and 1 elsewhere, and trains
     ``normalise(ã) bᵀ/τ`` towards targets ``β_i`` on i and ``1−β_i`` on ``π(i)`` (added, rows sum to
     1; ``target_mode="assign"`` reproduces the reference's overwrite bug), symmetric SCE; the
-    directions are **summed**. After ``mixup_steps`` optimizer steps (the paper: a third of
-    training) it switches to Soft-CLIP; ``None`` keeps M3Co.
+    directions are **summed**. After ``mixup_steps`` optimizer steps it switches to Soft-CLIP;
+    ``None`` keeps M3Co. ``mixup_fraction`` sets it as a fraction of ``total_steps`` instead (the
+    paper: a third of training): M3Co on the steps ``s`` with ``s / total_steps < mixup_fraction``.
+    The config builder passes ``total_steps = trainer.max_steps``.
 
     Temperature: fixed ``τ = temperature`` (0.1) and ``soft_temperature`` (0.125), not learnable.
     Reference: Kumar et al., *Multimodal Mixup Contrastive Learning for Multimodal Classification*
@@ -91,6 +93,8 @@ class M3CoObjective(_Stepped):
         temperature: float = 0.1,
         soft_temperature: float = 0.125,
         mixup_steps: int | None = None,
+        mixup_fraction: float | None = None,
+        total_steps: int | None = None,
         target_mode: str = "add",
     ):
         super().__init__()
@@ -103,6 +107,15 @@ class M3CoObjective(_Stepped):
         self.select_prob = float(select_prob)
         self.temperature = check_positive(temperature, "temperature", "m3co")
         self.soft_temperature = check_positive(soft_temperature, "soft_temperature", "m3co")
+        if mixup_fraction is not None:
+            if mixup_steps is not None:
+                raise ConfigError("objective 'm3co': give mixup_steps or mixup_fraction, not both")
+            if not 0.0 <= mixup_fraction <= 1.0 or total_steps is None or total_steps < 1:
+                raise ConfigError(
+                    f"objective 'm3co': mixup_fraction={mixup_fraction} needs a value in [0, 1] and "
+                    f"total_steps >= 1 (got {total_steps})"
+                )
+            mixup_steps = sum(1 for s in range(total_steps) if s / total_steps < mixup_fraction)
         self.mixup_steps = mixup_steps
         self.target_mode = target_mode
 

@@ -53,8 +53,12 @@ def save_checkpoint(
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     keep: int,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``state`` atomically and delete all but the newest ``keep``."""
+    """Write the checkpoint of ``state`` atomically and delete all but the newest ``keep``.
+
+    ``extra`` holds more named tensors to restore with the run (e.g. the weight average).
+    """
     from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
@@ -70,6 +74,8 @@ def save_checkpoint(
                 tensors[f"optim/{idx}/{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
+    for k, v in (extra or {}).items():
+        tensors[f"extra/{k}"] = v
     tensors["rng/torch"] = torch.get_rng_state()
     meta = {
         "kind": KIND,
@@ -104,9 +110,15 @@ def load_checkpoint(
     model: torch.nn.Module,
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> TrainState:
-    """Restore model, objective, optimizer and RNG from ``path``; returns the training state."""
+    """Restore model, objective, optimizer and RNG from ``path``; returns the training state.
+
+    ``extra`` (a dict) is filled with the tensors saved as ``extra`` by :func:`save_checkpoint`.
+    """
     tensors, meta = _read(path)
+    if extra is not None:
+        extra.update(_strip(tensors, "extra/"))
     try:
         model.load_state_dict(_strip(tensors, "model/"))
         objective.load_state_dict(_strip(tensors, "objective/"))

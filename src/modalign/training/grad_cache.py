@@ -124,7 +124,10 @@ def cached_backward(
         ConfigError: no micro-batches.
 
     Example:
-        >>> out = cached_backward(lambda mb: model.embed(mb), batch.split(4), objective)
+        A :class:`~modalign.model.MultimodalModel` is itself an ``embed_fn``: calling it on a
+        :class:`~modalign.types.Batch` runs ``forward`` and returns an :class:`EmbeddingBatch`.
+
+        >>> out = cached_backward(model, batch.split(4), objective)
         >>> optimizer.step(); objective.clamp_(); optimizer.zero_grad()
     """
     if len(micro_batches) == 0:

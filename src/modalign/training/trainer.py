@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modalign.config import TrainerConfig
 from modalign.data.dataset import ModalitySource, SampleSet, collate
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
@@ -28,6 +29,7 @@ from modalign.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.schedule import lr_at
 from modalign.types import Batch, EmbeddingBatch, LossOutput
@@ -37,10 +39,17 @@ class Trainer:
     """Train ``model`` with ``objective`` on preprocessed samples.
 
     Args:
+        model: the model (its ``forward(batch)`` gives an :class:`EmbeddingBatch`).
+        objective: the weighted objectives over the embeddings.
+        train: training samples; ``sources`` are their modalities' transforms.
         out_dir: run directory; ``checkpoints/`` and ``metrics.jsonl`` are written there.
+        config: the ``trainer`` section (every default lives in :class:`TrainerConfig`).
+        val: validation samples (mean loss every ``config.val_every`` steps).
+        prediction: ``loss(emb, batch)`` of the prediction tasks of a fusion model, or None.
+        modality_dropout: modality -> training-time drop rate.
+        show_progress: Rich progress bar.
         on_step: called after every step with ``(step, metrics)``; an exception it raises stops
             training (tests use it to simulate a crash).
-        Remaining keywords mirror the ``trainer`` section of the config.
     """
 
     def __init__(
@@ -50,51 +59,33 @@ class Trainer:
         train: SampleSet,
         sources: Sequence[ModalitySource],
         out_dir: Path,
+        config: TrainerConfig | None = None,
         *,
         val: SampleSet | None = None,
-        max_steps: int = 1000,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        weight_decay: float = 0.1,
-        betas: tuple[float, float] = (0.9, 0.98),
-        eps: float = 1e-6,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.0,
-        grad_clip: float | None = 1.0,
-        seed: int = 0,
-        checkpoint_every: int = 200,
-        keep_checkpoints: int = 2,
-        val_every: int = 200,
-        log_every: int = 10,
-        threads: int | None = None,
-        accumulation: str = "none",
-        micro_batch_size: int | None = None,
         prediction: Callable[[EmbeddingBatch, Batch], LossOutput] | None = None,
         modality_dropout: dict[str, float] | None = None,
-        select_best: bool = False,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ):
+        self.config = cfg = config if config is not None else TrainerConfig()
         self.model, self.objective = model, objective
         self.train_set, self.val_set, self.sources = train, val, list(sources)
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.best_path = self.ckpt_dir / "best.safetensors"
-        self.max_steps, self.batch_size = max_steps, batch_size
-        self.lr, self.warmup_steps, self.min_lr_ratio = lr, warmup_steps, min_lr_ratio
-        self.grad_clip, self.seed = grad_clip, seed
-        self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
-        self.val_every, self.log_every = val_every, log_every
+        self.max_steps, self.seed = cfg.max_steps, cfg.seed
+        # "full" (or a size >= the training set): one batch of every row, in data order.
+        full = cfg.batch_size == "full" or int(cfg.batch_size) >= len(train)
+        self.batch_size = len(train) if full else int(cfg.batch_size)
+        self.full_batch = full
         self.show_progress, self.on_step = show_progress, on_step
-        self.micro_batch_size = micro_batch_size if accumulation == "cached" else None
+        self.micro_batch_size = cfg.micro_batch_size if cfg.accumulation == "cached" else None
         self.prediction, self.modality_dropout = prediction, modality_dropout or {}
-        self.select_best = select_best
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            _param_groups(model, objective, weight_decay), lr=lr, betas=betas, eps=eps
-        )
+        self.optimizer = _optimizer(cfg, model, objective)
+        self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
 
     # --- data order ---------------------------------------------------------------------------
 
@@ -102,6 +93,8 @@ class Trainer:
         return max(1, len(self.train_set) // self.batch_size)
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
+        if self.full_batch:  # a whole-set batch: shuffling would only permute its rows
+            return torch.arange(len(self.train_set))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=g)
 
@@ -122,8 +115,12 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainState:
         """Train to ``max_steps`` (from the newest checkpoint when ``resume``); returns the end state."""
         state = TrainState(step=0, epoch=0, batch_in_epoch=0)
+        torch.manual_seed(self.seed)  # dropout/mixup streams are a function of the seed
         if resume and (ckpts := list_checkpoints(self.ckpt_dir)):
-            state = load_checkpoint(ckpts[-1], self.model, self.objective, self.optimizer)
+            extra: dict[str, torch.Tensor] = {}
+            state = load_checkpoint(ckpts[-1], self.model, self.objective, self.optimizer, extra)
+            if self.ema is not None:
+                self.ema.load_state_dict(_strip_prefix(extra, "ema/"))
         self._trim_metrics(state.step)
         batches = self._batches(state)
         with (
@@ -139,50 +136,56 @@ class Trainer:
                     state, step=state.step + 1, epoch=position.epoch, batch_in_epoch=position.batch_in_epoch
                 )
                 if self.val_set is not None and (
-                    state.step % self.val_every == 0 or state.step == self.max_steps
+                    state.step % self.config.val_every == 0 or state.step == self.max_steps
                 ):
                     metrics["val/loss"] = self.validate()
                     if metrics["val/loss"] < state.best_val:
                         state = dataclasses.replace(state, best_val=metrics["val/loss"], best_step=state.step)
-                        if self.select_best:
+                        if self.config.select_best:
                             save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
-                if state.step % self.checkpoint_every == 0 or state.step == self.max_steps:
+                if state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps:
                     save_checkpoint(
                         self.ckpt_dir,
                         state,
                         self.model,
                         self.objective,
                         self.optimizer,
-                        self.keep_checkpoints,
+                        self.config.keep_checkpoints,
+                        extra=None if self.ema is None else _prefixed(self.ema.state_dict(), "ema/"),
                     )
                 advance(metrics)
                 if self.on_step is not None:
                     self.on_step(state.step, metrics)
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
         return state
 
     def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
         """One optimizer step; returns the step's metrics."""
+        cfg = self.config
         lr = lr_at(
             step,
-            lr=self.lr,
-            warmup_steps=self.warmup_steps,
-            max_steps=self.max_steps,
-            min_lr_ratio=self.min_lr_ratio,
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            max_steps=cfg.max_steps,
+            min_lr_ratio=cfg.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         out = self.backward(batch)
         grad_norm = (
-            float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
-            if self.grad_clip is not None
+            float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+            if cfg.grad_clip is not None
             else float("nan")
         )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.clamp_()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": grad_norm, **out.metrics}
 
     def backward(self, batch: Batch) -> LossOutput:
@@ -214,12 +217,12 @@ class Trainer:
             emb = EmbeddingBatch(
                 {**emb.emb, **extra}, {**emb.present, **{k: batch.present[k] for k in extra}}
             )
-        out = self.objective(emb)
         if self.prediction is None:
-            return out
-        pred = self.prediction(emb, batch)
+            return self.objective(emb)
+        pred = self.prediction(emb, batch)  # first: heads draw dropout before the objectives' mixup
+        out = self.objective(emb)
         return LossOutput(
-            out.loss + pred.loss, {**out.metrics, **{f"task/{k}": v for k, v in pred.metrics.items()}}
+            pred.loss + out.loss, {**out.metrics, **{f"task/{k}": v for k, v in pred.metrics.items()}}
         )
 
     @torch.no_grad()
@@ -298,6 +301,25 @@ def _logged_step(line: str) -> float:
         return float(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return float("inf")
+
+
+def _optimizer(cfg: TrainerConfig, model: nn.Module, objective: nn.Module) -> torch.optim.Optimizer:
+    """AdamW with decoupled decay on matrices only, or Adam with L2 decay on every parameter."""
+    if cfg.optimizer == "adam":
+        params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+    groups = _param_groups(model, objective, cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def _strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _param_groups(model: nn.Module, objective: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

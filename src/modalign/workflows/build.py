@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,17 @@ def build_fusion_spec(cfg: ExperimentConfig, train_labels: Mapping[str, Sequence
     for t in f.tasks:
         spec = TaskSpec(t.name, t.kind, t.column, t.classes, t.weight)
         tasks.append(infer_classes(spec, train_labels.get(t.label_column, [])))
-    return FusionSpec(f.name, dict(f.params), tuple(tasks), f.head_hidden, f.aux_heads)
+    return FusionSpec(
+        f.name,
+        dict(f.params),
+        tuple(tasks),
+        head_hidden=f.head_hidden,
+        aux_heads=f.aux_heads,
+        head_depth=f.head_depth,
+        head_dropout=f.head_dropout,
+        input=f.input,
+        prediction=f.prediction,
+    )
 
 
 def build_model(
@@ -55,8 +66,12 @@ def build_objective(cfg: ExperimentConfig) -> CombinedObjective:
     names = list(cfg.modalities)
     objectives = {}
     for o in cfg.objectives:
+        cls = lookup("objective", o.name)
+        params = dict(o.params)
+        if "total_steps" in inspect.signature(cls).parameters:  # schedules over the whole run
+            params.setdefault("total_steps", cfg.trainer.max_steps)
         try:
-            objectives[o.name] = lookup("objective", o.name)(names, **o.params)
+            objectives[o.name] = cls(names, **params)
         except TypeError as e:  # an unknown or missing keyword in objectives[].params
             raise ConfigError(f"objectives: {o.name}.params {dict(o.params)} are invalid: {e}") from None
     return CombinedObjective(objectives, {o.name: o.weight for o in cfg.objectives})

@@ -96,12 +96,12 @@ def run_training(
         train,
         sources,
         out,
+        cfg.trainer,
         val=val if val is not None and len(val) else None,
         prediction=prediction_loss(model, f.aux_weight) if f is not None else None,
         modality_dropout=dict(f.modality_dropout) if f is not None else None,
         show_progress=show_progress,
         on_step=on_step,
-        **cfg.trainer.model_dump(),
     )
     state = trainer.fit(resume=resume)
     if cfg.trainer.select_best and state.best_step > 0:

@@ -3,7 +3,8 @@
 A payload is a dict ``{column: value}`` (built from the manifest's columns) or, for a modality held in
 one column, a list of numbers. NaN/None count as missing: the feature becomes 0 after standardisation
 and its missing indicator 1; a row with every value missing is an absent modality (``load`` -> None).
-Output (2 * n_numeric + n_categorical,) float32: ``[z-scores, missing flags, category indices]``;
+Output (2 * n_numeric + n_categorical,) float32: ``[scaled values, missing flags, category indices]``
+(without the flags when ``missing_flags`` is off);
 category index 0 means missing or unseen in training.
 """
 
@@ -18,7 +19,7 @@ import torch
 
 from modalign.data.manifest import is_missing
 from modalign.data.transforms.base import Transform
-from modalign.errors import CheckpointError, DataError
+from modalign.errors import CheckpointError, ConfigError, DataError
 from modalign.io import atomic_write_json
 
 
@@ -26,15 +27,28 @@ class TabularTransform(Transform):
     """Standardise numeric features with training statistics; index categorical ones.
 
     Args:
-        numeric: numeric column names (or ``()`` with ``width`` for a list-of-numbers column).
+        numeric: numeric column names; ``()`` for a modality held in one list-of-numbers column
+            (the list's length, fixed by the training split, is then the numeric width).
         categorical: categorical column names.
+        scaling: ``standard`` ((x - mean) / std), ``minmax`` ((x - min) / (max - min)) with
+            training statistics (a constant feature is only shifted), or ``none`` (raw values).
+        missing_flags: append one 0/1 missing indicator per numeric feature.
     """
 
     kind = "tabular"
 
-    def __init__(self, numeric: tuple[str, ...] = (), categorical: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        numeric: tuple[str, ...] = (),
+        categorical: tuple[str, ...] = (),
+        scaling: str = "standard",
+        missing_flags: bool = True,
+    ):
+        if scaling not in ("standard", "minmax", "none"):
+            raise ConfigError(f"tabular scaling must be standard, minmax or none, got {scaling!r}")
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
+        self.scaling, self.missing_flags = scaling, bool(missing_flags)
         self.mean: list[float] = []
         self.std: list[float] = []
         self.vocab: dict[str, dict[str, int]] = {c: {} for c in self.categorical}
@@ -72,13 +86,19 @@ class TabularTransform(Transform):
         if not self.numeric and rows:
             self.width = len(rows[0])
         cols = list(zip(*rows)) if rows else [()] * self.width
+        # ``mean``/``std`` hold the shift and scale of any scaling: z = (x - mean) / std.
         self.mean, self.std = [], []
         for col in cols:
             seen = [x for x in col if not math.isnan(x)]
-            m = sum(seen) / len(seen) if seen else 0.0
-            var = sum((x - m) ** 2 for x in seen) / len(seen) if seen else 1.0
-            self.mean.append(m)
-            self.std.append(math.sqrt(var) if var > 0 else 1.0)
+            if self.scaling == "none" or not seen:
+                shift, scale = 0.0, 1.0
+            elif self.scaling == "minmax":
+                shift, scale = min(seen), max(seen) - min(seen)
+            else:
+                shift = sum(seen) / len(seen)
+                scale = math.sqrt(sum((x - shift) ** 2 for x in seen) / len(seen))
+            self.mean.append(shift)
+            self.std.append(scale if scale > 0 else 1.0)
         for i, c in enumerate(self.categorical):
             values = sorted({str(v) for p in payloads if not is_missing(v := self._split(p)[1][i])})
             self.vocab[c] = {v: j + 1 for j, v in enumerate(values)}
@@ -91,7 +111,7 @@ class TabularTransform(Transform):
         if all(math.isnan(v) for v in x) and all(is_missing(c) for c in cats):
             return None
         z = [0.0 if math.isnan(v) else (v - m) / s for v, m, s in zip(x, self.mean, self.std)]
-        flags = [1.0 if math.isnan(v) else 0.0 for v in x]
+        flags = [1.0 if math.isnan(v) else 0.0 for v in x] if self.missing_flags else []
         idx = [
             0.0 if is_missing(v) else float(self.vocab[c].get(str(v), 0))
             for c, v in zip(self.categorical, cats)
@@ -99,10 +119,16 @@ class TabularTransform(Transform):
         return torch.tensor(z + flags + idx, dtype=torch.float32)
 
     def placeholder(self) -> torch.Tensor:
-        return torch.zeros(2 * self.width + len(self.categorical))
+        flags = self.width if self.missing_flags else 0
+        return torch.zeros(self.width + flags + len(self.categorical))
 
     def settings(self) -> dict[str, Any]:
-        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "scaling": self.scaling,
+            "missing_flags": self.missing_flags,
+        }
 
     def save_state(self, directory: Path, name: str) -> None:
         state = {"mean": self.mean, "std": self.std, "vocab": self.vocab, "width": self.width}
@@ -122,4 +148,5 @@ class TabularTransform(Transform):
         return {
             "n_numeric": self.width,
             "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical],
+            "missing_flags": self.missing_flags,
         }
