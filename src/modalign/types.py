@@ -12,11 +12,16 @@ class Batch:
     """A collated batch keyed by modality *name*.
 
     Attributes:
-        inputs: ``inputs[name]`` tensor with leading dim B; absent rows hold a placeholder.
-        present: ``present[name]`` bool tensor (B,); False means the modality is absent.
+        inputs: ``inputs[name]`` tensor with leading dim B; absent rows hold a placeholder. Besides
+            the modalities it may hold precomputed inputs under their own names, e.g. frozen
+            teacher embeddings ``"{name}.teacher"`` for distillation.
+        present: ``present[name]`` bool tensor (B,); False means the modality is absent. Same
+            keys as ``inputs``.
         ids: sample ids, length B.
         labels: optional label columns, each a list of length B (None where missing).
-        extras: extra per-modality tensors a transform needs (e.g. text attention masks).
+
+    Nothing else travels with a batch: masks an encoder needs are derived from its input (the text
+    encoder's padding mask from token id 0, the time-series encoders' from NaN padding).
     """
 
     inputs: dict[str, torch.Tensor]
@@ -47,10 +52,13 @@ class EmbeddingBatch:
     Attributes:
         emb: ``emb[name]`` (B, D), L2-normalised rows; absent rows are zeros and must be ignored.
         present: ``present[name]`` bool (B,).
+        features: ``features[name]`` (B, D), the same rows before L2 normalisation (zeros where
+            absent), when the model computed them; fusion with ``input="features"`` uses them.
     """
 
     emb: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
+    features: dict[str, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
