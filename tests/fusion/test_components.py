@@ -102,7 +102,8 @@ def test_lego_merge_identities():
 
 def test_fft_round_trip():
     x = torch.randn(2, 8, 5)
-    torch.testing.assert_close(torch.fft.ifft(torch.fft.fft(x, dim=1), dim=1).real, x, atol=1e-6, rtol=1e-6)
+    # float32 round trip: errors scale with the row's norm, not with each entry, hence the atol
+    torch.testing.assert_close(torch.fft.ifft(torch.fft.fft(x, dim=1), dim=1).real, x, atol=1e-5, rtol=1e-5)
 
 
 def test_slerp_endpoints_and_norm():

@@ -141,7 +141,7 @@ def test_all_missing_attention_is_a_constant_prior():
     with torch.no_grad():
         out = f(feats, present).fused
         prior = f({}, {"a": torch.zeros(1, dtype=torch.bool)}).fused
-    torch.testing.assert_close(out[0], prior[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out[0], prior[0], atol=1e-5, rtol=1e-5)  # batch of 7 vs 1, float32
     assert not torch.allclose(out[1], prior[0])
 
 

@@ -132,7 +132,9 @@ def test_tiled_equals_untiled_fp32(n, chunk, loss):
     val, grads = run(chunk)
     if ref_grads is None:
         return
-    torch.testing.assert_close(val, ref_val, rtol=1e-6, atol=1e-7)
+    # float32 summed in another order: a few ulp of the logits (up to s = 30, ulp ~2e-6), which is
+    # the whole value when the loss is ~0 (n = 2), so an absolute tolerance of that size too
+    torch.testing.assert_close(val, ref_val, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, ref_grads, strict=True):
         scale = float(want.abs().max()) + 1e-12
         assert float((got - want).abs().max()) / scale < 1e-5

@@ -5,7 +5,10 @@ idx(c) < idx(c+)}`` (lower index wins ties). A query's rank is the best rank of 
 ``R@k`` is the fraction of queries with rank < k (a hit if *any* positive is in the top k);
 ``median_rank`` is open_clip's ``floor(median(rank)) + 1`` (1-based). Queries without any positive
 among the candidates are left out and counted (``n_queries_without_positive``).
-See shared/reference/EVALUATION.md §0-§1.
+Conventions of CLIP_benchmark (github.com/LAION-AI/CLIP_benchmark: ``R@k`` as the hit rate of
+Radford et al., *Learning Transferable Visual Models From Natural Language Supervision*,
+arXiv 2103.00020) and of open_clip (Cherti et al., *Reproducible scaling laws for contrastive
+language-image learning*, arXiv 2212.07143).
 """
 
 from __future__ import annotations
