@@ -20,6 +20,8 @@ INPUTS: dict[str, tuple[dict[str, Any], Any]] = {
         {"n_numeric": 3, "cardinalities": [4]},
         lambda b: torch.cat([torch.randn(b, 6), torch.randint(0, 4, (b, 1)).float()], dim=1),
     ),
+    "mlp": ({"n_numeric": 3, "missing_flags": False}, lambda b: torch.randn(b, 3)),
+    "identity": ({"n_numeric": 3}, lambda b: torch.randn(b, 6)),
     "timeseries_conv": ({"in_channels": 2}, lambda b: torch.randn(b, 9, 2)),
     "timeseries_gru": ({"in_channels": 2}, lambda b: torch.randn(b, 9, 2)),
 }
@@ -27,6 +29,29 @@ INPUTS: dict[str, tuple[dict[str, Any], Any]] = {
 
 def test_every_encoder_is_covered() -> None:
     assert set(names("encoder")) == set(INPUTS)
+
+
+def test_identity_encoder_passes_the_scaled_numerics_and_drops_the_flags() -> None:
+    x = torch.randn(4, 6)  # 3 scaled values, then 3 missing flags
+    torch.testing.assert_close(build_encoder("identity", {"n_numeric": 3})(x), x[:, :3])
+
+
+def test_mlp_encoder_is_linear_relu_dropout_linear_with_input_dropout() -> None:
+    torch.manual_seed(0)
+    enc = build_encoder(
+        "mlp", {"n_numeric": 4, "hidden": 5, "output_dim": 3, "dropout": 0.5, "input_dropout": 0.5}
+    )
+    first, last = enc.net[0], enc.net[3]
+    x = torch.randn(6, 8)  # values and missing flags
+    enc.eval()  # no dropout: the definition with the weights written out
+    torch.testing.assert_close(enc(x), torch.relu(x @ first.weight.T + first.bias) @ last.weight.T + last.bias)
+    enc.train()
+    torch.manual_seed(1)
+    got = enc(x)
+    torch.manual_seed(1)  # same draws: input dropout first, then the hidden dropout
+    z = torch.nn.functional.dropout(x, 0.5, True)
+    h = torch.nn.functional.dropout(torch.relu(z @ first.weight.T + first.bias), 0.5, True)
+    torch.testing.assert_close(got, h @ last.weight.T + last.bias)
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))
@@ -57,4 +82,4 @@ def test_text_pooling_variants_ignore_padding() -> None:
             "text_transformer", {"vocab_size": 30, "max_length": 8, "pooling": pooling}
         ).eval()
         ids = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0]])
-        torch.testing.assert_close(enc(ids), enc(ids[:, :3]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(enc(ids), enc(ids[:, :3]), rtol=1e-5, atol=1e-5)

@@ -25,6 +25,12 @@ class Manifest:
     base_dir: Path
     path: Path
 
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], base_dir: str | Path = ".") -> Manifest:
+        """An in-memory manifest (benchmarks and notebooks need not write a file)."""
+        base = Path(base_dir).resolve()
+        return cls(list(rows), base, base / "<in-memory>")
+
 
 def is_missing(value: Any) -> bool:
     """True for null, the empty string and float NaN.

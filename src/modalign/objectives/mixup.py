@@ -50,10 +50,14 @@ def _sum_directions(
     directions: Sequence[tuple[str, str]],
     fn,  # (a, b, mask) -> Tensor
     metrics: dict[str, float],
+    anchors: dict[str, torch.Tensor] | None = None,
 ) -> LossOutput:
+    """Sum of ``fn(a, b, joint mask)`` over directions; ``anchors`` replaces the a side's rows."""
     total = None
     for m, n in directions:
         a, pa = embedding(batch, m)
+        if anchors is not None:
+            a = anchors[m]
         b, pb = embedding(batch, n)
         mask = pair_mask(pa, pb)
         if mask is not None and int(mask.sum()) < 2:
@@ -69,7 +73,10 @@ class M3CoObjective(_Stepped):
     """M3Co mixup contrastive loss, then Soft-CLIP (the M3CoL contrastive schedule).
 
     For each direction a → b (both directions for two modalities, a cycle for three or more),
-    mixes ``ã_i = β_i a_i + (1−β_i) a_{π(i)}`` with ``π`` a random permutation, ``β_i ~
+    mixes ``ã_i = β_i a_i + (1−β_i) a_{π(i)}`` of the **unnormalised** tower outputs of a, as the
+    reference code does (``EmbeddingBatch.features``, which ``MultimodalModel.forward`` fills; a
+    batch without them, or ``mix="embedding"``, mixes the unit embeddings) with ``π`` a random
+    permutation, ``β_i ~
     Beta(beta, beta)`` for a random half of the rows (``select_prob``) and 1 elsewhere, and trains
     ``normalise(ã) bᵀ/τ`` towards targets ``β_i`` on i and ``1−β_i`` on ``π(i)`` (added, rows sum to
     1; ``target_mode="assign"`` reproduces the reference's overwrite bug), symmetric SCE; the
@@ -96,6 +103,7 @@ class M3CoObjective(_Stepped):
         mixup_fraction: float | None = None,
         total_steps: int | None = None,
         target_mode: str = "add",
+        mix: str = "features",
     ):
         super().__init__()
         self.directions = _directions(check_modalities(modalities, 2, "m3co"))
@@ -118,6 +126,9 @@ class M3CoObjective(_Stepped):
             mixup_steps = sum(1 for s in range(total_steps) if s / total_steps < mixup_fraction)
         self.mixup_steps = mixup_steps
         self.target_mode = target_mode
+        if mix not in ("features", "embedding"):
+            raise ConfigError(f"objective 'm3co': mix={mix!r}; use 'features' or 'embedding'")
+        self.mix = mix
 
     def _mix_loss(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n = a.shape[0] if mask is None else int(mask.sum())
@@ -139,7 +150,9 @@ class M3CoObjective(_Stepped):
     def forward(self, batch: EmbeddingBatch) -> LossOutput:
         mixing = self.mixup_steps is None or int(self.step) < self.mixup_steps
         if mixing:
-            return _sum_directions(self, batch, self.directions, self._mix_loss, {"mixup": 1.0})
+            # The side that is mixed: the unnormalised rows when the batch carries them.
+            anchors = batch.features if self.mix == "features" else None
+            return _sum_directions(self, batch, self.directions, self._mix_loss, {"mixup": 1.0}, anchors)
         return _sum_directions(
             self,
             batch,

@@ -14,6 +14,7 @@ import yaml
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
+from modalign.data.manifest import Manifest
 from modalign.errors import CheckpointError, ConfigError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
@@ -32,16 +33,20 @@ def run_training(
     resume: bool = False,
     show_progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    manifest: Manifest | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the test-split metrics (also in report.json).
 
     Writes ``model/``, ``checkpoints/``, ``transforms/``, ``metrics.jsonl``, ``config.yaml`` and
     ``report.json``. With ``resume`` the newest checkpoint and the saved transforms are reused.
+    ``manifest`` replaces ``cfg.data.manifest`` with rows already in memory
+    (:meth:`Manifest.from_rows`).
     """
     out = Path(out_dir)
     started = time.perf_counter()
     d = cfg.data
-    manifest = open_manifest(d.manifest, d.archive)
+    if manifest is None:
+        manifest = open_manifest(d.manifest, d.archive)
     transforms_dir = out / "transforms"
     if resume:
         if not (transforms_dir / "config.json").exists():
@@ -139,7 +144,7 @@ def run_training(
             print_table(metrics, title=f"{d.test_split} split")
     metrics.update(skip_counts({"train": train, "val": val, "test": test}))
     meta = {
-        "manifest": str(d.manifest),
+        "manifest": str(manifest.path),
         "split": d.test_split,
         "match_on": cfg.eval.match_on or "id",
         "n_test": len(test) if test is not None else 0,
