@@ -81,7 +81,9 @@ def train_reference(
     )
     fusion = build_fusion("concat", {m: feature_dim for m in names})
     head = _head(fusion.output_dim, head_hidden, head_dropout, head_depth, classes)
-    aux = nn.ModuleDict({m: _head(feature_dim, head_hidden, head_dropout, head_depth, classes) for m in names})
+    aux = nn.ModuleDict(
+        {m: _head(feature_dim, head_hidden, head_dropout, head_depth, classes) for m in names}
+    )
     modules = nn.ModuleList([enc, fusion, head, aux])
     torch.manual_seed(seed)
     params = [p for p in modules.parameters()]

@@ -9,7 +9,7 @@ import torch
 
 from modalign.errors import ConfigError
 from modalign.fusion import modality_dropout, shuffled_order
-from modalign.fusion.contrastive import m3co_loss, soft_clip_loss, soft_cross_entropy
+from modalign.objectives.functional import m3co, soft_clip
 from modalign.fusion.lego import (
     LegoBlock,
     LegoFusion,
@@ -52,6 +52,21 @@ def naive_info_nce(a, b, tau):
         tot1 += math.log(sum(math.exp(v) for v in row)) - row[i]
         tot2 += math.log(sum(math.exp(v) for v in col)) - col[i]
     return 0.5 * (tot1 + tot2) / n
+
+
+def soft_cross_entropy(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return -(t * torch.log_softmax(z, dim=1)).sum(1).mean()
+
+
+def m3co_loss(a, b, perm, lam, target_mode="add"):
+    # M3CoL's use: the mixed side a unnormalised, the fixed side b unit rows, tau = 0.1.
+    b = torch.nn.functional.normalize(b, dim=1)
+    return m3co(a, b, perm=perm, betas=lam, temperature=0.1, target_mode=target_mode)
+
+
+def soft_clip_loss(p, t):
+    unit = torch.nn.functional.normalize
+    return soft_clip(unit(p, dim=1), unit(t, dim=1), 0.125)
 
 
 def test_m3co_without_mixing_is_symmetric_infonce_at_tau_01():

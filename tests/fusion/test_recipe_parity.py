@@ -20,7 +20,10 @@ def _data(seed: int = 0) -> tuple[dict, np.ndarray, dict, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_train, n_test = 40, 16
     y = rng.integers(0, 2, n_train + n_test)
-    x = {m: rng.normal(size=(len(y), d)) + 0.8 * y[:, None] * (i + 1) / 3 for i, (m, d) in enumerate(DIMS.items())}
+    x = {
+        m: rng.normal(size=(len(y), d)) + 0.8 * y[:, None] * (i + 1) / 3
+        for i, (m, d) in enumerate(DIMS.items())
+    }
     return (
         {m: v[:n_train] for m, v in x.items()},
         y[:n_train],
@@ -67,7 +70,9 @@ def _config(r: dict) -> dict:
         "data": {"manifest": "in-memory.jsonl", "val_split": None},
         "modalities": {m: modality for m in DIMS},
         "model": {"embed_dim": r["feature_dim"], "head": "none"},
-        "objectives": [{"name": "m3co", "weight": r["lam"], "params": {"mixup_fraction": r["mixup_fraction"]}}],
+        "objectives": [
+            {"name": "m3co", "weight": r["lam"], "params": {"mixup_fraction": r["mixup_fraction"]}}
+        ],
         "fusion": {
             "name": "concat",
             "input": "features",
