@@ -9,7 +9,6 @@ import torch
 
 from modalign.errors import ConfigError
 from modalign.fusion import modality_dropout, shuffled_order
-from modalign.objectives.functional import m3co, soft_clip
 from modalign.fusion.lego import (
     LegoBlock,
     LegoFusion,
@@ -17,6 +16,7 @@ from modalign.fusion.lego import (
     merge_heads_slerp,
     merge_latents,
 )
+from modalign.objectives.functional import m3co, soft_clip
 
 
 def test_modality_dropout_rates_and_keep_one():
