@@ -128,6 +128,13 @@ def test_fusion_config_errors_name_the_field(tmp_path: Path) -> None:
     raw["trainer"].update(accumulation="cached", micro_batch_size=4)
     with pytest.raises(ConfigError, match="accumulation"):
         load_config(raw=raw)
+    raw = _config(tmp_path / "m.jsonl")
+    raw.pop("fusion")
+    raw["objectives"] = [{"name": "affinity_distillation"}]
+    raw["model"] = {"teacher": str(tmp_path / "teacher")}
+    raw["trainer"].update(accumulation="cached", micro_batch_size=4)
+    with pytest.raises(ConfigError, match="teacher"):
+        load_config(raw=raw)
 
 
 def test_model_without_fusion_refuses_predict(dataset: Path, tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from modalign.data.transforms.timeseries import TimeSeriesTransform
+from modalign.encoders import build_encoder, encoder_kwargs
 from modalign.encoders.timeseries import TimeSeriesConv, TimeSeriesGRU
-from modalign.errors import ConfigError, DataError
+from modalign.errors import DataError
 from modalign.registry import lookup
 
 
@@ -72,11 +73,13 @@ def test_padded_batch_equals_each_sequence_alone(cls):
     torch.testing.assert_close(by_mask, alone, atol=1e-5, rtol=1e-5)
 
 
-def test_registered_with_presets():
+def test_registered_with_presets_that_params_override():
     assert lookup("encoder", "timeseries_conv") is TimeSeriesConv
     assert lookup("encoder", "timeseries_gru") is TimeSeriesGRU
-    enc = TimeSeriesGRU(output_dim=4, preset="tiny", bidirectional=True)
+    kw = encoder_kwargs("timeseries_gru", "tiny", {"output_dim": 4, "bidirectional": True}, {})
+    enc = build_encoder("timeseries_gru", kw)
     assert enc.kind == "timeseries" and enc.output_dim == 4 and enc.gru.hidden_size == 32
     assert enc(torch.randn(2, 4, 1)).shape == (2, 4)
-    with pytest.raises(ConfigError):
-        TimeSeriesConv(preset="huge")
+    # the user's encoder_params win over the preset (hidden 128 builds a 128-wide net)
+    wide = build_encoder("timeseries_conv", encoder_kwargs("timeseries_conv", "tiny", {"hidden": 128}, {}))
+    assert wide.out.in_features == 128 and len(wide.convs) == 2

@@ -13,9 +13,7 @@ _PRESETS: dict[str, dict[str, dict]] = {
     **audio.PRESETS,
     **text.PRESETS,
     **tabular.PRESETS,
-    # the time-series encoders resolve their own presets from a `preset` keyword
-    "timeseries_conv": {"tiny": {"preset": "tiny"}, "small": {"preset": "small"}},
-    "timeseries_gru": {"tiny": {"preset": "tiny"}, "small": {"preset": "small"}},
+    **timeseries.PRESETS,
 }
 
 

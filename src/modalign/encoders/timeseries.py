@@ -17,7 +17,9 @@ from modalign.encoders.base import Encoder
 from modalign.errors import ConfigError
 from modalign.registry import register
 
-_PRESETS = {"tiny": {"hidden": 32, "layers": 2}, "small": {"hidden": 64, "layers": 3}}
+_SIZES = {"tiny": {"hidden": 32, "layers": 2}, "small": {"hidden": 64, "layers": 3}}
+# Presets only pick numbers; the user's encoder_params override them (encoders.encoder_kwargs).
+PRESETS: dict[str, dict[str, dict]] = {"timeseries_conv": _SIZES, "timeseries_gru": _SIZES}
 
 
 def _resolve_mask(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,14 +27,6 @@ def _resolve_mask(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Ten
     m = ~torch.isnan(x).any(dim=-1) if mask is None else mask.to(x.device).bool()
     x = torch.where(m[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
     return x, m
-
-
-def _preset(preset: str | None, hidden: int, layers: int) -> tuple[int, int]:
-    if preset is None:
-        return hidden, layers
-    if preset not in _PRESETS:
-        raise ConfigError(f"unknown time-series preset {preset!r}; available: {sorted(_PRESETS)}")
-    return _PRESETS[preset]["hidden"], _PRESETS[preset]["layers"]
 
 
 @register("encoder", "timeseries_conv")
@@ -46,7 +40,6 @@ class TimeSeriesConv(Encoder):
         layers: conv layers.
         kernel_size: odd kernel width ("same" padding).
         dropout: dropout before the output Linear.
-        preset: ``tiny`` (32 x 2) or ``small`` (64 x 3); overrides hidden/layers.
 
     Example:
         >>> enc = TimeSeriesConv(in_channels=2, output_dim=8)
@@ -64,12 +57,10 @@ class TimeSeriesConv(Encoder):
         layers: int = 3,
         kernel_size: int = 5,
         dropout: float = 0.0,
-        preset: str | None = None,
     ):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
-        hidden, layers = _preset(preset, hidden, layers)
         self.output_dim = output_dim
         chans = [in_channels] + [hidden] * layers
         self.convs = nn.ModuleList(
@@ -105,7 +96,6 @@ class TimeSeriesGRU(Encoder):
         layers: GRU layers.
         bidirectional: run both directions and concatenate the final states.
         dropout: dropout between GRU layers and before the output Linear.
-        preset: ``tiny`` or ``small``; overrides hidden/layers.
     """
 
     kind = "timeseries"
@@ -118,10 +108,8 @@ class TimeSeriesGRU(Encoder):
         layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        preset: str | None = None,
     ):
         super().__init__()
-        hidden, layers = _preset(preset, hidden, layers)
         self.output_dim = output_dim
         self.gru = nn.GRU(
             in_channels,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,3 +76,38 @@ def build_objective(cfg: ExperimentConfig) -> CombinedObjective:
         except TypeError as e:  # an unknown or missing keyword in objectives[].params
             raise ConfigError(f"objectives: {o.name}.params {dict(o.params)} are invalid: {e}") from None
     return CombinedObjective(objectives, {o.name: o.weight for o in cfg.objectives})
+
+
+def check_params(cfg: ExperimentConfig) -> None:
+    """Check encoder, fusion and objective params against their constructors, before any data is read.
+
+    Unknown keywords fail with the accepted ones and close matches; objectives are built once, so
+    their value checks run too. Keywords the data provides (input shapes) are not the user's.
+
+    Raises:
+        ConfigError: naming the config field.
+    """
+    for name, m in cfg.modalities.items():
+        _check_keywords(
+            f"modalities.{name}.encoder_params", lookup("encoder", m.encoder_name), m.encoder_params
+        )
+    if cfg.fusion is not None:
+        _check_keywords("fusion.params", lookup("fusion", cfg.fusion.name), cfg.fusion.params, skip=1)
+    for i, o in enumerate(cfg.objectives):
+        _check_keywords(f"objectives.{i}.params", lookup("objective", o.name), o.params, skip=1)
+    build_objective(cfg)
+
+
+def _check_keywords(where: str, cls: Any, params: Mapping[str, Any], skip: int = 0) -> None:
+    """``params`` must be keywords of ``cls`` (its first ``skip`` positional ones are not the user's)."""
+    sig = list(inspect.signature(cls).parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig):
+        return
+    accepted = [p.name for p in sig if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"{where}: {cls.__name__} has no parameter {key!r}{hint} (accepted: {', '.join(accepted)})"
+            )

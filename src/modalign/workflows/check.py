@@ -16,8 +16,9 @@ def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], 
     Transforms that learn state (tokenizer, statistics) are fitted in memory on the training split
     (or every row when the manifest has no such split).
     """
-    from modalign.workflows.build import build_sources
+    from modalign.workflows.build import build_sources, check_params
 
+    check_params(cfg)
     manifest = read_manifest(path)
     sources = build_sources(cfg)
     rows = split_rows(manifest, cfg.data.split_column, cfg.data.train_split) or list(

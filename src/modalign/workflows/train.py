@@ -23,7 +23,13 @@ from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
-from modalign.workflows.build import build_fusion_spec, build_model, build_objective, build_sources
+from modalign.workflows.build import (
+    build_fusion_spec,
+    build_model,
+    build_objective,
+    build_sources,
+    check_params,
+)
 
 
 def run_training(
@@ -45,6 +51,7 @@ def run_training(
     out = Path(out_dir)
     started = time.perf_counter()
     d = cfg.data
+    check_params(cfg)  # before any data is read
     if manifest is None:
         manifest = open_manifest(d.manifest, d.archive)
     transforms_dir = out / "transforms"
