@@ -44,7 +44,8 @@ def test_mlp_encoder_is_linear_relu_dropout_linear_with_input_dropout() -> None:
     first, last = enc.net[0], enc.net[3]
     x = torch.randn(6, 8)  # values and missing flags
     enc.eval()  # no dropout: the definition with the weights written out
-    torch.testing.assert_close(enc(x), torch.relu(x @ first.weight.T + first.bias) @ last.weight.T + last.bias)
+    want = torch.relu(x @ first.weight.T + first.bias) @ last.weight.T + last.bias
+    torch.testing.assert_close(enc(x), want)
     enc.train()
     torch.manual_seed(1)
     got = enc(x)

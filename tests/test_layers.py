@@ -36,8 +36,8 @@ def test_validating_a_config_imports_no_torch_and_no_model_module():
 def test_unknown_names_fail_validation_with_close_matches_without_imports():
     out = _run(
         "import sys\nfrom modalign.config import load_config\nfrom modalign.errors import ModalignError\n"
-        "raw = {'data': {'manifest': 'x.jsonl'}, 'modalities': {'a': {'kind': 'text'}, 'b': {'kind': 'image'}},"
-        " 'objectives': [{'name': 'siglp'}]}\n"
+        "raw = {'data': {'manifest': 'x.jsonl'}, "
+        "'modalities': {'a': {'kind': 'text'}, 'b': {'kind': 'image'}}, 'objectives': [{'name': 'siglp'}]}\n"
         "try:\n    load_config(raw=raw)\nexcept ModalignError as e:\n    print(e)\n"
         "print('torch' in sys.modules)"
     )
