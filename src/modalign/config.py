@@ -5,6 +5,7 @@ Relative paths in a config are resolved against the current working directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ class ImageTransformConfig(_Frozen):
     mean: tuple[float, ...] = Field((0.5,), description="per-channel mean (one value = all)")
     std: tuple[float, ...] = Field((0.5,), description="per-channel std (one value = all)")
     max_pixels: int = Field(64_000_000, gt=0, description="decompression-bomb guard (w*h)")
-    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = Field("bicubic", description="resize filter")
     random_shift: int = Field(0, ge=0, description="training augmentation: max translation in pixels")
 
 
@@ -37,11 +38,11 @@ class AudioTransformConfig(_Frozen):
 
     sample_rate: int = Field(16000, gt=0, description="the model's sample rate in Hz")
     max_seconds: float = Field(5.0, gt=0, description="longer clips are cropped, shorter padded")
-    n_fft: int = Field(400, gt=0)
-    hop_length: int = Field(160, gt=0)
-    n_mels: int = Field(64, gt=0)
-    f_min: float = 0.0
-    f_max: float | None = None
+    n_fft: int = Field(400, gt=0, description="STFT window length in samples")
+    hop_length: int = Field(160, gt=0, description="STFT hop in samples (one mel frame per hop)")
+    n_mels: int = Field(64, gt=0, description="mel bands of the log-mel spectrogram")
+    f_min: float = Field(0.0, ge=0, description="lowest mel filter frequency in Hz")
+    f_max: float | None = Field(None, gt=0, description="highest mel frequency in Hz; null = sample_rate / 2")
 
 
 class TextTransformConfig(_Frozen):
@@ -49,8 +50,8 @@ class TextTransformConfig(_Frozen):
 
     vocab_size: int = Field(8000, gt=10, description="upper bound of the learned vocabulary")
     max_length: int = Field(64, gt=1, description="tokens kept per text (longer is truncated)")
-    lowercase: bool = True
-    min_frequency: int = Field(1, ge=1)
+    lowercase: bool = Field(True, description="lowercase text before tokenising")
+    min_frequency: int = Field(1, ge=1, description="minimum count of a merge in the BPE training")
 
 
 class TabularTransformConfig(_Frozen):
@@ -93,10 +94,12 @@ _DEFAULT_ENCODERS = {
 class ModalityConfig(_Frozen):
     """One named modality: where it is in the manifest, how it is read and encoded."""
 
-    kind: Kind
+    kind: Kind = Field(
+        ..., description="image, audio, text, tabular or timeseries: picks transform and default encoder"
+    )
     column: str | None = Field(None, description="manifest column; defaults to the modality name")
     encoder: str | None = Field(None, description="registered encoder; default per kind")
-    preset: Literal["tiny", "small"] = "tiny"
+    preset: Literal["tiny", "small"] = Field("tiny", description="encoder size; encoder_params override it")
     encoder_params: dict[str, Any] = Field(default_factory=dict, description="override preset")
     transform: Any = Field(default_factory=dict, description="kind-specific transform settings")
 
@@ -119,11 +122,11 @@ class DataConfig(_Frozen):
     archive: Path | None = Field(
         None, description="tar(.gz) extracted next to itself when the manifest does not exist yet"
     )
-    id_column: str = "id"
-    split_column: str = "split"
-    train_split: str = "train"
-    val_split: str | None = "val"
-    test_split: str | None = "test"
+    id_column: str = Field("id", description="column holding the sample id")
+    split_column: str = Field("split", description="column naming each row's split")
+    train_split: str = Field("train", description="split the model and the transforms are fitted on")
+    val_split: str | None = Field("val", description="split of the validation loss; null = none")
+    test_split: str | None = Field("test", description="split evaluated after training; null = none")
     label_column: str | None = Field(None, description="class label, used by zero-shot evaluation")
     on_error: Literal["skip", "fail"] = Field(
         "skip", description="skip (and count) bad rows, or fail with a DataError"
@@ -131,16 +134,16 @@ class DataConfig(_Frozen):
 
 
 class ObjectiveConfig(_Frozen):
-    name: str = "clip"
-    weight: float = 1.0
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field("clip", description="registered objective name")
+    weight: float = Field(1.0, description="weight of this objective in the sum")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the objective")
 
 
 class TaskConfig(_Frozen):
     """A prediction task on the fused representation."""
 
-    name: str
-    kind: Literal["multiclass", "multilabel", "regression"] = "multiclass"
+    name: str = Field(..., description="task name (key of metrics and predictions)")
+    kind: Literal["multiclass", "multilabel", "regression"] = Field("multiclass", description="output type")
     column: str | None = Field(None, description="label column; defaults to the task name")
     classes: tuple[Any, ...] | None = Field(
         None, description="class values in output order; null = the training split's labels, sorted"
@@ -157,7 +160,7 @@ class FusionConfig(_Frozen):
 
     name: str = Field("concat", description="registered fusion: concat, attention, multimodn, lego")
     params: dict[str, Any] = Field(default_factory=dict, description="fusion keyword arguments")
-    tasks: tuple[TaskConfig, ...] = Field(..., min_length=1)
+    tasks: tuple[TaskConfig, ...] = Field(..., min_length=1, description="prediction tasks (label columns)")
     input: Literal["embedding", "features"] = Field(
         "embedding",
         description="what is fused: the unit-norm embeddings, or the towers' unnormalised features",
@@ -184,9 +187,11 @@ class FusionConfig(_Frozen):
 class RobustnessConfig(_Frozen):
     """Missing-modality evaluation of prediction tasks."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="evaluate modality subsets, MCAR and MNAR")
     max_subsets: int = Field(64, gt=0, description="modality subsets evaluated (sampled beyond)")
-    mcar_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    mcar_rates: tuple[float, ...] = Field(
+        (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), description="missing-at-random rates of the curve"
+    )
     mnar_drop: dict[str, dict[Any, float]] = Field(
         default_factory=dict,
         description="MNAR scenario: modality -> {label value: drop probability} at test time",
@@ -208,7 +213,7 @@ class ModelConfig(_Frozen):
 
 
 class TrainerConfig(_Frozen):
-    max_steps: int = Field(1000, gt=0)
+    max_steps: int = Field(1000, gt=0, description="optimizer steps")
     batch_size: int | Literal["full"] = Field(
         128, description="rows per step; 'full' (or any size >= the training set) = one batch in data order"
     )
@@ -220,17 +225,17 @@ class TrainerConfig(_Frozen):
     ema_decay: float | None = Field(
         None, ge=0, lt=1, description="keep an EMA of the weights (avg = d*avg + (1-d)*w) and save it"
     )
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup_steps: int = Field(100, ge=0)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.1, ge=0, description="weight decay (see optimizer)")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="Adam betas")
+    eps: float = Field(1e-6, gt=0, description="Adam epsilon")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up steps before the cosine decay")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
     grad_clip: float | None = Field(1.0, description="max global grad norm; null disables")
-    seed: int = 0
-    checkpoint_every: int = Field(200, gt=0)
-    keep_checkpoints: int = Field(2, gt=0)
-    val_every: int = Field(200, gt=0)
+    seed: int = Field(0, description="seeds model init, data order, dropout and augmentation")
+    checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints (and at the end)")
+    keep_checkpoints: int = Field(2, gt=0, description="newest checkpoints kept")
+    val_every: int = Field(200, gt=0, description="steps between validation losses (and at the end)")
     threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
     select_best: bool = Field(
         False, description="save the weights with the lowest validation loss as the model"
@@ -242,6 +247,15 @@ class TrainerConfig(_Frozen):
     micro_batch_size: int | None = Field(
         None, gt=0, description="rows per encoder pass with accumulation=cached"
     )
+    device: str = Field(
+        "auto",
+        description="auto (cuda if available, else mps if available, else cpu), cpu, cuda, cuda:N or mps",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="fp32, or autocast of forward passes and losses to bf16 / fp16 (fp16 adds loss "
+        "scaling and needs a GPU)",
+    )
 
     @field_validator("batch_size")
     @classmethod
@@ -250,10 +264,27 @@ class TrainerConfig(_Frozen):
             raise ValueError("batch_size must be >= 2 (contrastive losses need negatives) or 'full'")
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        # resolved (auto) and checked against the machine by training/devices.py: no torch here
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is None:
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _accumulation_needs_micro_batches(self) -> TrainerConfig:
         if self.accumulation == "cached" and self.micro_batch_size is None:
             raise ValueError("trainer.accumulation=cached needs trainer.micro_batch_size")
+        return self
+
+    @model_validator(mode="after")
+    def _fp16_needs_a_gpu(self) -> TrainerConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError(
+                "trainer.precision=fp16 needs a GPU but trainer.device=cpu; "
+                "use trainer.precision=bf16 (or fp32) on a CPU"
+            )
         return self
 
 
@@ -261,24 +292,28 @@ class EvalConfig(_Frozen):
     """Evaluation after training, on ``data.test_split``."""
 
     match_on: str | None = Field(None, description="positives share this column's value; null = same id")
-    ks: tuple[int, ...] = (1, 5, 10)
+    ks: tuple[int, ...] = Field((1, 5, 10), description="k of the Recall@k retrieval metrics")
     zeroshot_text: str | None = Field(
         None, description="text modality giving class prototypes; null = the first text modality"
     )
-    batch_size: int = Field(256, gt=0)
-    robustness: RobustnessConfig = RobustnessConfig()
+    batch_size: int = Field(256, gt=0, description="rows per forward pass when embedding for evaluation")
+    robustness: RobustnessConfig = Field(RobustnessConfig(), description="missing-modality evaluation")
 
 
 class ExperimentConfig(_Frozen):
     """A whole experiment: data, modalities, model, objectives, trainer and evaluation."""
 
-    data: DataConfig
-    modalities: dict[str, ModalityConfig]
-    model: ModelConfig = ModelConfig()
-    objectives: tuple[ObjectiveConfig, ...] = (ObjectiveConfig(),)
+    data: DataConfig = Field(..., description="the manifest and its splits")
+    modalities: dict[str, ModalityConfig] = Field(
+        ..., description="modality name -> how it is read and encoded"
+    )
+    model: ModelConfig = Field(ModelConfig(), description="shared embedding space and projection")
+    objectives: tuple[ObjectiveConfig, ...] = Field(
+        (ObjectiveConfig(),), description="weighted objectives over the embeddings; [] with fusion only"
+    )
     fusion: FusionConfig | None = Field(None, description="fusion + task heads for prediction")
-    trainer: TrainerConfig = TrainerConfig()
-    eval: EvalConfig = EvalConfig()
+    trainer: TrainerConfig = Field(TrainerConfig(), description="optimisation, checkpoints, devices")
+    eval: EvalConfig = Field(EvalConfig(), description="evaluation after training")
 
     @field_validator("modalities")
     @classmethod
@@ -320,6 +355,13 @@ class ExperimentConfig(_Frozen):
                     "trainer.accumulation=cached is for contrastive objectives only; with fusion "
                     "tasks (per-sample losses) use a smaller trainer.batch_size instead"
                 )
+        if self.trainer.accumulation == "cached" and self.model.teacher is not None:
+            # GradCache replays only the objectives over the model's embeddings; the teacher's
+            # precomputed rows would silently drop out of the loss, so refuse instead.
+            raise ValueError(
+                "trainer.accumulation=cached does not carry model.teacher's embeddings through its "
+                "micro-batches; distil with accumulation=none (a smaller batch_size) instead"
+            )
         for m in self.modalities.values():
             check_name("encoder", m.encoder_name)
         if self.eval.zeroshot_text is not None:

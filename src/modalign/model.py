@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -131,16 +131,39 @@ class MultimodalModel(nn.Module):
             from modalign.fusion import build_fusion
 
             self.fusion = build_fusion(fusion.name, {n: embed_dim for n in self.specs}, **fusion.params)
-            head = dict(hidden=fusion.head_hidden, dropout=fusion.head_dropout, depth=fusion.head_depth)
-            self.task_heads = TaskHeads(self.fusion.output_dim, fusion.tasks, **head)
+            heads: dict[str, Any] = {
+                "hidden": fusion.head_hidden,
+                "dropout": fusion.head_dropout,
+                "depth": fusion.head_depth,
+            }
+            self.task_heads = TaskHeads(self.fusion.output_dim, fusion.tasks, **heads)
             if fusion.aux_heads:
                 self.aux_heads = nn.ModuleDict(
-                    {n: TaskHeads(embed_dim, fusion.tasks, **head) for n in self.specs}
+                    {n: TaskHeads(embed_dim, fusion.tasks, **heads) for n in self.specs}
                 )
 
     @property
     def modalities(self) -> list[str]:
         return list(self.specs)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are (the CPU for a model without any)."""
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def _placed(self, device: str | torch.device | None) -> torch.device:
+        """The device to run on: ``device`` (the model moves there and stays), else the model's."""
+        if device is not None:
+            try:
+                self.to(device)
+            except (RuntimeError, AssertionError, ValueError) as e:  # unknown or absent device
+                raise ConfigError(f"cannot run the model on device {device!r}: {e}") from None
+        return self.device
+
+    def tower(self, name: str) -> ModalityTower:
+        """The encoder + projection of modality ``name``."""
+        return cast(ModalityTower, self.towers[name])
 
     def sources(self) -> list[ModalitySource]:
         return [s.source() for s in self.specs.values()]
@@ -148,14 +171,13 @@ class MultimodalModel(nn.Module):
     def forward(self, batch: Batch) -> EmbeddingBatch:
         """Embed every modality of ``batch``: ``emb[name]`` (B, D), zeros where absent.
 
-        ``features`` (the rows before normalisation) are kept when the fusion fuses them.
+        ``features[name]`` holds the same rows before normalisation (fusion on features, M3Co).
         """
         emb, feats = {}, {}
         for name in self.specs:
             if name in batch.inputs:
-                emb[name], feats[name] = self.towers[name].embed(batch.inputs[name], batch.present[name])
-        keep = self.fusion_spec is not None and self.fusion_spec.input == "features"
-        return EmbeddingBatch(emb, {n: batch.present[n] for n in emb}, feats if keep else None)
+                emb[name], feats[name] = self.tower(name).embed(batch.inputs[name], batch.present[name])
+        return EmbeddingBatch(emb, {n: batch.present[n] for n in emb}, feats)
 
     def fuse(self, emb: EmbeddingBatch) -> Prediction:
         """Task predictions from modality embeddings; absent modalities are skipped, not zeroed.
@@ -170,7 +192,9 @@ class MultimodalModel(nn.Module):
             if emb.features is None:
                 raise ConfigError("fusion.input=features needs the towers' features; embed with model(batch)")
             x = emb.features
-        present = {m: emb.present[m] for m in x}
+        dev = self.device  # embeddings may come from elsewhere (e.g. CPU arrays in evaluation)
+        x = {m: v.to(dev) for m, v in x.items()}
+        present = {m: emb.present[m].to(dev) for m in x}
         out = self.fusion(x, present)
         logits = self.task_heads(out.fused)
         steps = self.task_heads(out.states) if out.states is not None else None
@@ -198,16 +222,26 @@ class MultimodalModel(nn.Module):
                 continue
             total, count = fused.clone(), torch.ones_like(fused[:, :1])  # (B, C), (B, 1)
             for m, lg in pred.aux_logits.items():
-                w = present[m].to(fused.dtype)[:, None]  # (B, 1); absent rows add nothing
+                w = present[m].to(fused.device, fused.dtype)[:, None]  # (B, 1); absent rows add nothing
                 total = total + w * probabilities(t, lg[t.name])
                 count = count + w
             out[t.name] = total / count
         return out
 
     def _embed_payloads(
-        self, modality: str, inputs: Sequence[Any], batch_size: int, base: Path, allow_missing: bool
+        self,
+        modality: str,
+        inputs: Sequence[Any],
+        batch_size: int,
+        base: Path,
+        allow_missing: bool,
+        device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, D) embeddings, (N, D) features and (N,) mask of raw inputs (None = absent if allowed)."""
+        """(N, D) float32 embeddings, (N, D) features and (N,) mask of raw inputs, on ``device``.
+
+        Inputs are loaded and collated on the CPU, then each batch moves to ``device`` once
+        (None = absent if allowed).
+        """
         spec = self.specs[modality]
         embs, feats, masks = [], [], []
         for start in range(0, len(inputs), batch_size):
@@ -224,14 +258,14 @@ class MultimodalModel(nn.Module):
                         "input is empty/missing", reason="missing", row=start + k, column=modality
                     )
                 items.append(t)
-            present = torch.tensor([t is not None for t in items], dtype=torch.bool)
-            emb, feat = self.towers[modality].embed(spec.transform.collate(items), present)
+            present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
+            emb, feat = self.tower(modality).embed(spec.transform.collate(items).to(device), present)
             embs.append(emb.float())
             feats.append(feat.float())
             masks.append(present)
         if not embs:
-            empty = torch.zeros(0, self.embed_dim)
-            return empty, empty, torch.zeros(0, dtype=torch.bool)
+            empty = torch.zeros(0, self.embed_dim, device=device)
+            return empty, empty, torch.zeros(0, dtype=torch.bool, device=device)
         return torch.cat(embs), torch.cat(feats), torch.cat(masks)
 
     @torch.no_grad()
@@ -240,15 +274,17 @@ class MultimodalModel(nn.Module):
         inputs: Mapping[str, Sequence[Any]],
         batch_size: int = 64,
         base_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
     ) -> dict[str, np.ndarray]:
         """Task outputs for N samples given as ``{modality: [payload or None, ...]}``.
 
         Modalities left out, or ``None`` entries, are absent for that sample: the model predicts
         from what is there (the prior when nothing is). Returns task -> (N, C) probabilities
-        (softmax / sigmoid) or (N, 1) regression values.
+        (softmax / sigmoid) or (N, 1) regression values, as CPU arrays. ``device`` works as in
+        :meth:`encode`.
         """
         with self._evaluating():
-            emb = self._embed_inputs(inputs, batch_size, base_dir)
+            emb = self._embed_inputs(inputs, batch_size, base_dir, self._placed(device))
             probs = self.task_probabilities(self.fuse(emb), emb.present)
         return {k: v.cpu().numpy() for k, v in probs.items()}
 
@@ -264,7 +300,8 @@ class MultimodalModel(nn.Module):
             ConfigError: the fusion has no sequential states (only ``multimodn`` has them).
         """
         with self._evaluating():
-            return self.explain_embedded(self._embed_inputs({m: [v] for m, v in sample.items()}, 1, base_dir))
+            emb = self._embed_inputs({m: [v] for m, v in sample.items()}, 1, base_dir, self.device)
+            return self.explain_embedded(emb)
 
     @torch.no_grad()
     def explain_embedded(self, emb: EmbeddingBatch) -> dict[str, Any]:
@@ -284,7 +321,11 @@ class MultimodalModel(nn.Module):
         return {"order": list(out.order), "steps": steps}
 
     def _embed_inputs(
-        self, inputs: Mapping[str, Sequence[Any]], batch_size: int, base_dir: str | Path | None
+        self,
+        inputs: Mapping[str, Sequence[Any]],
+        batch_size: int,
+        base_dir: str | Path | None,
+        device: torch.device,
     ) -> EmbeddingBatch:
         unknown = set(inputs) - set(self.specs)
         if unknown:
@@ -298,7 +339,7 @@ class MultimodalModel(nn.Module):
         for m in self.specs:
             values = inputs.get(m, [None] * n)
             emb[m], feats[m], present[m] = self._embed_payloads(
-                m, values, batch_size, base, allow_missing=True
+                m, values, batch_size, base, allow_missing=True, device=device
             )
         return EmbeddingBatch(emb, present, feats)
 
@@ -309,8 +350,9 @@ class MultimodalModel(nn.Module):
         modality: str,
         batch_size: int = 64,
         base_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
     ) -> np.ndarray:
-        """Embed raw inputs of one modality: (N, D) float32 L2-normalised rows.
+        """Embed raw inputs of one modality: (N, D) float32 L2-normalised rows (a CPU array).
 
         Args:
             inputs: what the modality's kind takes: file paths (relative to ``base_dir``, default
@@ -318,9 +360,12 @@ class MultimodalModel(nn.Module):
                 arrays or ``(array, sample_rate)`` for audio, dicts or number lists for tabular.
             modality: the modality *name* (e.g. "caption").
             batch_size: rows per forward pass.
+            device: where to run, e.g. "cpu", "cuda", "cuda:1", "mps"; the model moves there and
+                stays. None runs where the model is. Inputs are read and collated on the CPU.
 
         Raises:
             DataError: an input cannot be read (names its position and the file).
+            ConfigError: ``device`` is unknown or absent on this machine.
         """
         if modality not in self.specs:
             raise DataError(
@@ -329,9 +374,12 @@ class MultimodalModel(nn.Module):
         if isinstance(inputs, (str, bytes)):
             raise DataError("encode expects a list of inputs, got a single string", column=modality)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
+        dev = self._placed(device)
         with self._evaluating():
-            emb, _, _ = self._embed_payloads(modality, list(inputs), batch_size, base, allow_missing=False)
-        return emb.numpy()
+            emb, _, _ = self._embed_payloads(
+                modality, list(inputs), batch_size, base, allow_missing=False, device=dev
+            )
+        return emb.cpu().numpy()
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -375,12 +423,15 @@ class MultimodalModel(nn.Module):
         atomic_write_json(directory / "config.json", self.describe())
 
     def save(self, directory: str | Path) -> None:
-        """Write ``config.json``, ``model.safetensors`` and the transform files atomically."""
+        """Write ``config.json``, ``model.safetensors`` and the transform files atomically.
+
+        Weights are written from CPU copies, so the files load on any machine wherever the model ran.
+        """
         from safetensors.torch import save
 
         directory = Path(directory)
         self.save_transforms(directory)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": FORMAT}))
 
     @classmethod
@@ -410,13 +461,21 @@ class MultimodalModel(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> MultimodalModel:
-        """Load a saved model; raises :class:`CheckpointError` for a missing/truncated/foreign one."""
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device | None = None
+    ) -> MultimodalModel:
+        """Load a saved model, on the CPU, then moved to ``device`` when given ("cuda", "mps", ...).
+
+        Raises:
+            CheckpointError: a missing, truncated or foreign model directory.
+            ConfigError: ``device`` is unknown or absent on this machine.
+        """
         model = cls.from_config_dir(directory)
         try:
             model.load_state_dict(load_safetensors(Path(directory) / "model.safetensors"))
         except RuntimeError as e:  # missing/unexpected keys or shape mismatch
             raise CheckpointError(f"weights in {directory} do not match its config.json: {e}") from None
+        model._placed(device)
         model.eval()
         return model
 
@@ -442,6 +501,9 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is truncated or not a safetensors file: {e}") from None
 
 
-def load(path: str | Path) -> MultimodalModel:
-    """Load a model directory written by ``MultimodalModel.save`` (or ``modalign train``)."""
-    return MultimodalModel.from_pretrained(path)
+def load(path: str | Path, device: str | torch.device | None = None) -> MultimodalModel:
+    """Load a model directory written by ``MultimodalModel.save`` (or ``modalign train``).
+
+    It is read on the CPU (whatever device it was trained on) and moved to ``device`` when given.
+    """
+    return MultimodalModel.from_pretrained(path, device)

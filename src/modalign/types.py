@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -31,6 +31,21 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with ``inputs`` and ``present`` on ``device`` (ids and labels are lists).
+
+        Returns ``self`` when every tensor is already there; nothing is modified in place.
+        """
+        device = torch.device(device)
+        tensors = [*self.inputs.values(), *self.present.values()]
+        if all(t.device == device for t in tensors):
+            return self
+        return replace(
+            self,
+            inputs={k: v.to(device) for k, v in self.inputs.items()},
+            present={k: v.to(device) for k, v in self.present.items()},
+        )
 
     def split(self, size: int) -> list[Batch]:
         """Consecutive micro-batches of at most ``size`` rows (views of the tensors)."""

@@ -25,16 +25,16 @@ def embed_samples(
     model: MultimodalModel, samples: SampleSet, batch_size: int = 256, features: bool = False
 ) -> dict[str, np.ndarray]:
     """(N, D) embeddings (or, with ``features``, the unnormalised features) of every modality of
-    ``samples``; absent rows are zeros."""
+    ``samples``; absent rows are zeros. Batches run on the model's device; the arrays are on the CPU."""
     model.eval()
-    sources = model.sources()
+    sources, device = model.sources(), model.device
     chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in sources}
     for start in range(0, len(samples), batch_size):
         idx = list(range(start, min(start + batch_size, len(samples))))
-        out = model(collate(samples, idx, sources))
+        out = model(collate(samples, idx, sources).to(device))
         rows = out.features if features and out.features is not None else out.emb
         for name, e in rows.items():
-            chunks[name].append(e.float().numpy())
+            chunks[name].append(e.float().cpu().numpy())
     return {
         n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()
     }

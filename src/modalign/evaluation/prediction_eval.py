@@ -50,7 +50,7 @@ def evaluate_predictions(
         x = {m: torch.from_numpy(np.asarray(v)) for m, v in inputs.items()}
         batch = EmbeddingBatch(x, {m: torch.from_numpy(np.asarray(masks[m], dtype=bool)) for m in x}, x)
         probs = model.task_probabilities(model.fuse(batch), batch.present)
-        return {k: v.numpy() for k, v in probs.items()}
+        return {k: v.cpu().numpy() for k, v in probs.items()}
 
     metrics = {f"predict/{k}": v for k, v in evaluate_tasks(tasks, predict(emb, present), targets).items()}
     if robustness:

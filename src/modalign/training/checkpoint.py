@@ -1,8 +1,12 @@
 """Training checkpoints: one safetensors file per step, written atomically, no pickle.
 
-A checkpoint holds the model and objective weights, the optimizer state, the torch RNG state and the
-data position (epoch, batch within epoch); scalars go into the safetensors metadata as JSON.
-Any failure to read one (missing, truncated, foreign) is a :class:`CheckpointError`.
+A checkpoint holds the model and objective weights, the optimizer state, every device's torch RNG
+state (``rng/torch`` for the CPU, ``rng/cuda/{i}``, ``rng/mps``) and the data position (epoch, batch
+within epoch); scalars (optimizer step counts, the fp16 loss scaler) go into the safetensors metadata
+as JSON. Tensors are written from the CPU and read onto the CPU, then copied into the model's
+parameters wherever they live (the optimizer moves its state to its parameters' device), so a run
+checkpointed on a GPU resumes on a CPU-only machine. Any failure to read one (missing, truncated,
+foreign) is a :class:`CheckpointError`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 from modalign.errors import CheckpointError
 from modalign.io import atomic_write_bytes
+from modalign.training.devices import rng_states, set_rng_states
 
 KIND = "modalign-checkpoint"
 _NAME = re.compile(r"^step_(\d{8})\.safetensors$")
@@ -54,10 +59,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     keep: int,
     extra: dict[str, torch.Tensor] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
     """Write the checkpoint of ``state`` atomically and delete all but the newest ``keep``.
 
-    ``extra`` holds more named tensors to restore with the run (e.g. the weight average).
+    ``extra`` holds more named tensors to restore with the run (e.g. the weight average);
+    ``scaler`` is the fp16 loss scaler, whose state (all scalars) goes into the metadata.
     """
     from safetensors.torch import save
 
@@ -76,7 +83,8 @@ def save_checkpoint(
                 scalars.setdefault(str(idx), {})[key] = value
     for k, v in (extra or {}).items():
         tensors[f"extra/{k}"] = v
-    tensors["rng/torch"] = torch.get_rng_state()
+    for k, v in rng_states().items():
+        tensors[f"rng/{k}"] = v
     meta = {
         "kind": KIND,
         "state": {
@@ -89,7 +97,9 @@ def save_checkpoint(
         "param_groups": opt["param_groups"],
         "optim_scalars": scalars,
     }
-    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    if scaler is not None:
+        meta["grad_scaler"] = scaler.state_dict()
+    tensors = {k: _cpu_copy(v) for k, v in tensors.items()}
     path = checkpoint_path(directory, state.step)
     atomic_write_bytes(path, save(tensors, metadata={"modalign": json.dumps(meta)}))
     for old in list_checkpoints(directory)[:-keep]:
@@ -101,7 +111,7 @@ def save_weights(path: Path, model: torch.nn.Module) -> None:
     """The model's weights alone, atomically (the best-validation copy)."""
     from safetensors.torch import save
 
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: _cpu_copy(v) for k, v in model.state_dict().items()}
     atomic_write_bytes(path, save(state, metadata={"kind": "modalign-weights"}))
 
 
@@ -111,10 +121,13 @@ def load_checkpoint(
     objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     extra: dict[str, torch.Tensor] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> TrainState:
-    """Restore model, objective, optimizer and RNG from ``path``; returns the training state.
+    """Restore model, objective, optimizer, RNGs (and ``scaler``) from ``path``; returns the state.
 
-    ``extra`` (a dict) is filled with the tensors saved as ``extra`` by :func:`save_checkpoint`.
+    ``extra`` (a dict) is filled with the tensors saved as ``extra`` by :func:`save_checkpoint`, on
+    the CPU. RNG states of devices this machine lacks are skipped; a checkpoint without scaler
+    state (written in fp32/bf16) leaves ``scaler`` as it is.
     """
     tensors, meta = _read(path)
     if extra is not None:
@@ -130,7 +143,9 @@ def load_checkpoint(
         for idx, extra in meta["optim_scalars"].items():
             opt_state.setdefault(int(idx), {}).update(extra)
         optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-        torch.set_rng_state(tensors["rng/torch"])
+        set_rng_states(_strip(tensors, "rng/"))
+        if scaler is not None and meta.get("grad_scaler"):
+            scaler.load_state_dict(meta["grad_scaler"])
         s = meta["state"]
         return TrainState(
             step=int(s["step"]),
@@ -162,6 +177,12 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{path} is not a modalign checkpoint")
     return tensors, meta
+
+
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    # a fresh contiguous CPU tensor: safetensors writes host memory, and no view of a live
+    # parameter may change while the bytes are being written
+    return t.detach().to("cpu", copy=True).contiguous()
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -16,6 +16,14 @@ No division by the number of micro-batches is needed. Unlike open_clip's ``--acc
 scale's gradient is not multiplied by the number of micro-batches and dropout is replayed.
 BatchNorm statistics cannot be exact across micro-batches (and update twice per step in train
 mode); use LayerNorm or frozen statistics in towers trained this way.
+
+Mixed precision: the forward passes (first pass, loss, replays) run inside ``forward_context``
+(autocast) and every backward outside it, as with a plain step. The cached leaves keep the
+embeddings' dtype, so ``g`` is exactly the gradient a one-pass backward would send into the
+embeddings. With loss scaling (fp16) the full-batch loss is scaled before its backward; ``g`` then
+carries the scale and so does every parameter gradient (loss-side ones directly, encoder ones
+through the surrogate), which is what the scaler's ``unscale_`` expects, and an overflow in ``g``
+reaches the parameter gradients, where the scaler detects it and skips the step.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any, TypeVar
 import torch
 
 from modalign.errors import ConfigError
+from modalign.training.devices import rng_states, set_rng_states
 from modalign.types import EmbeddingBatch, LossOutput
 
 MB = TypeVar("MB")
@@ -35,20 +44,16 @@ MB = TypeVar("MB")
 
 @dataclass(frozen=True)
 class RngState:
-    """Torch RNG state of the CPU and of every initialised CUDA device."""
+    """Torch RNG state of the CPU, of every initialised CUDA device and of MPS."""
 
-    cpu: torch.Tensor
-    cuda: list[torch.Tensor] | None
+    states: dict[str, torch.Tensor]
 
     @classmethod
     def capture(cls) -> RngState:
-        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-        return cls(torch.get_rng_state(), cuda)
+        return cls(rng_states())
 
     def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
+        set_rng_states(self.states)
 
 
 def concat_embedding_batches(parts: Sequence[EmbeddingBatch]) -> EmbeddingBatch:
@@ -101,6 +106,8 @@ def cached_backward(
     loss_fn: Callable[[EmbeddingBatch], LossOutput],
     *,
     no_sync: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    forward_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> LossOutput:
     """Accumulate into ``.grad`` the exact gradient of ``loss_fn`` on the concatenated batch.
 
@@ -116,9 +123,13 @@ def cached_backward(
         loss_fn: the objective on the full batch (e.g. a ``CombinedObjective``).
         no_sync: optional context manager factory (DDP's ``model.no_sync``) entered for every
             replay except the last, so gradients are all-reduced once.
+        forward_context: optional context manager factory (e.g. ``torch.autocast``) entered
+            around every call of ``embed_fn`` and ``loss_fn``; backward passes run outside it.
+        scale: optional loss scaling (a ``GradScaler``'s ``scale``) applied to the full-batch loss
+            before its backward; every accumulated gradient then carries the scale.
 
     Returns:
-        The loss (detached) and metrics of the full batch.
+        The loss (detached, unscaled) and metrics of the full batch.
 
     Raises:
         ConfigError: no micro-batches.
@@ -132,17 +143,20 @@ def cached_backward(
     """
     if len(micro_batches) == 0:
         raise ConfigError("cached_backward needs at least one micro-batch")
+    forward = forward_context if forward_context is not None else contextlib.nullcontext
     states: list[RngState] = []
     parts: list[EmbeddingBatch] = []
     with torch.no_grad():
         for mb in micro_batches:
             states.append(RngState.capture())
-            parts.append(embed_fn(mb))
+            with forward():
+                parts.append(embed_fn(mb))
     sizes = [next(iter(p.emb.values())).shape[0] for p in parts]
     full = concat_embedding_batches(parts)
     leaves = {k: v.detach().requires_grad_(True) for k, v in full.emb.items()}
-    out = loss_fn(EmbeddingBatch(leaves, full.present))
-    out.loss.backward()
+    with forward():
+        out = loss_fn(EmbeddingBatch(leaves, full.present))
+    (scale(out.loss) if scale is not None else out.loss).backward()
     after = RngState.capture()  # where a plain forward + loss would leave the RNG
     grads = {k: (v.grad.split(sizes) if v.grad is not None else None) for k, v in leaves.items()}
     last = len(micro_batches) - 1
@@ -150,7 +164,8 @@ def cached_backward(
         state.restore()
         context = no_sync() if (no_sync is not None and j < last) else contextlib.nullcontext()
         with context:
-            replay = embed_fn(mb)
+            with forward():
+                replay = embed_fn(mb)
             surrogate = _surrogate(replay, {k: g[j] for k, g in grads.items() if g is not None})
             if surrogate is not None:
                 surrogate.backward()

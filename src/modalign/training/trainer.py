@@ -1,8 +1,11 @@
 """The training loop: AdamW, warm-up + cosine, clipping, logging, validation, exact resume.
 
-Single process, CPU or one device. Data order is a pure function of (seed, epoch), the global torch
-RNG (dropout) is checkpointed, and the learning rate is a function of the step, so a run resumed from
-a checkpoint ends with bit-identical weights to an uninterrupted one.
+Single process, CPU or one device (``trainer.device``), in fp32 or with autocast to bf16/fp16
+(``trainer.precision``; fp16 adds a GradScaler). The model and objective move to the device once;
+each batch is collated and augmented on the CPU and moved once per step. Data order is a pure
+function of (seed, epoch), every device's torch RNG (dropout) is checkpointed, and the learning
+rate is a function of the step, so a run resumed from a checkpoint on the same device ends with
+bit-identical weights to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from modalign.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from modalign.training.devices import autocast, check_precision, resolve_device
 from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.schedule import lr_at
@@ -43,7 +47,8 @@ class Trainer:
         objective: the weighted objectives over the embeddings.
         train: training samples; ``sources`` are their modalities' transforms.
         out_dir: run directory; ``checkpoints/`` and ``metrics.jsonl`` are written there.
-        config: the ``trainer`` section (every default lives in :class:`TrainerConfig`).
+        config: the ``trainer`` section (every default lives in :class:`TrainerConfig`); its
+            ``device`` and ``precision`` place ``model`` and ``objective`` (moved here, once).
         val: validation samples (mean loss every ``config.val_every`` steps).
         prediction: ``loss(emb, batch)`` of the prediction tasks of a fusion model, or None.
         modality_dropout: modality -> training-time drop rate.
@@ -83,6 +88,11 @@ class Trainer:
         self.prediction, self.modality_dropout = prediction, modality_dropout or {}
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        check_precision(self.device, cfg.precision)  # fp16 on a CPU is refused here (ConfigError)
+        model.to(self.device)
+        objective.to(self.device)  # learnable loss-side state (logit scale, bias)
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
         self.optimizer = _optimizer(cfg, model, objective)
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
@@ -118,9 +128,13 @@ class Trainer:
         torch.manual_seed(self.seed)  # dropout/mixup streams are a function of the seed
         if resume and (ckpts := list_checkpoints(self.ckpt_dir)):
             extra: dict[str, torch.Tensor] = {}
-            state = load_checkpoint(ckpts[-1], self.model, self.objective, self.optimizer, extra)
-            if self.ema is not None:
-                self.ema.load_state_dict(_strip_prefix(extra, "ema/"))
+            state = load_checkpoint(
+                ckpts[-1], self.model, self.objective, self.optimizer, extra, scaler=self.scaler
+            )
+            if self.ema is not None:  # checkpoint tensors are read onto the CPU
+                self.ema.load_state_dict(
+                    {k: v.to(self.device) for k, v in _strip_prefix(extra, "ema/").items()}
+                )
         self._trim_metrics(state.step)
         batches = self._batches(state)
         with (
@@ -154,6 +168,7 @@ class Trainer:
                         self.optimizer,
                         self.config.keep_checkpoints,
                         extra=None if self.ema is None else _prefixed(self.ema.state_dict(), "ema/"),
+                        scaler=self.scaler,
                     )
                 advance(metrics)
                 if self.on_step is not None:
@@ -176,12 +191,14 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         out = self.backward(batch)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         grad_norm = (
             float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
             if cfg.grad_clip is not None
             else float("nan")
         )
-        self.optimizer.step()
+        self._optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.objective.clamp_()
         if self.ema is not None:
@@ -193,16 +210,43 @@ class Trainer:
 
         With ``accumulation="cached"`` the encoders run on micro-batches and the gradient is still
         exactly the full batch's (every negative counted; see ``grad_cache.cached_backward``).
+        ``batch`` may be on the CPU: augmentation and modality dropout draw from the CPU RNG there,
+        then the batch moves to the trainer's device. The forward passes and the loss run under
+        ``trainer.precision``'s autocast; with fp16 the accumulated gradients are loss-scaled.
         """
         batch = self._augment(batch)
         if self.modality_dropout:
             present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
             batch = dataclasses.replace(batch, present=present)
+        batch = batch.to(self.device)  # the step's one host-to-device copy
         if self.micro_batch_size is None or self.micro_batch_size >= len(batch):
-            out = self.loss(batch)
-            out.loss.backward()
+            with self._autocast():
+                out = self.loss(batch)
+            self._scaled(out.loss).backward()
             return out
-        return cached_backward(self.model, batch.split(self.micro_batch_size), self.objective)
+        return cached_backward(
+            self.model,
+            batch.split(self.micro_batch_size),
+            self.objective,
+            forward_context=self._autocast,
+            scale=self._scaled,
+        )
+
+    def _autocast(self) -> Any:
+        """Autocast of forward passes and losses to ``trainer.precision`` (off for fp32)."""
+        return autocast(self.device, self.config.precision)
+
+    def _scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss to backpropagate: scaled by the fp16 GradScaler, else unchanged."""
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def _optimizer_step(self) -> None:
+        """``optimizer.step()``; with fp16 through the scaler (skipped on inf/NaN gradients)."""
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def _augment(self, batch: Batch) -> Batch:
         """Each modality's training-time augmentation (identity for most transforms)."""
@@ -214,9 +258,8 @@ class Trainer:
         emb = self.model(batch)
         extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
         if extra:  # frozen teacher embeddings computed once (training/teacher.py)
-            emb = EmbeddingBatch(
-                {**emb.emb, **extra}, {**emb.present, **{k: batch.present[k] for k in extra}}
-            )
+            present = {**emb.present, **{k: batch.present[k] for k in extra}}
+            emb = EmbeddingBatch({**emb.emb, **extra}, present, emb.features)
         if self.prediction is None:
             return self.objective(emb)
         pred = self.prediction(emb, batch)  # first: heads draw dropout before the objectives' mixup
@@ -232,8 +275,9 @@ class Trainer:
         self.model.eval()
         n, b, total, count = len(self.val_set), min(self.batch_size, len(self.val_set)), 0.0, 0
         for start in range(0, n - b + 1, b):
-            batch = collate(self.val_set, list(range(start, start + b)), self.sources)
-            total += float(self.loss(batch).loss)
+            batch = collate(self.val_set, list(range(start, start + b)), self.sources).to(self.device)
+            with self._autocast():
+                total += float(self.loss(batch).loss)
             count += 1
         self.model.train()
         return total / max(count, 1)
