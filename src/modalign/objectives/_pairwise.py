@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from modalign.errors import ConfigError
+from modalign.objectives.tiled import ChunkSize, resolve_chunk, tiled_info_nce, tiled_siglip
 
 
 def pair_mask(present_a: torch.Tensor | None, present_b: torch.Tensor | None) -> torch.Tensor | None:
@@ -42,7 +43,7 @@ def zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``SCE(Z, T) = (1/B) Σ_i −Σ_j T_ij log softmax(Z_i)_j`` (METHODS.md §0).
+    """Soft-target cross-entropy ``SCE(Z, T) = (1/B) Σ_i −Σ_j T_ij log softmax(Z_i)_j``.
 
     Rows of ``targets`` need not sum to one; several references rely on that.
 
@@ -70,7 +71,7 @@ def info_nce(
     present: torch.Tensor | None = None,
     positives: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
-    chunk_size: int | None = None,
+    chunk_size: ChunkSize = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP loss): mean of the a->b and b->a cross-entropies.
 
@@ -87,17 +88,21 @@ def info_nce(
         positives: optional (B, B) bool; several positives per row give soft targets spread
             uniformly over the positives of the row (the diagonal must be among them).
         label_smoothing: as in ``F.cross_entropy``.
-        chunk_size: when set, compute the exact loss tile by tile with tiles of
+        chunk_size: an int computes the exact loss tile by tile with tiles of
             ``chunk_size x chunk_size`` recomputed in backward (:func:`tiled.tiled_info_nce`,
             which keeps up to ``tiled.CACHE_MB`` MiB of forward tiles): peak memory grows with
-            ``B·D + chunk_size²`` instead of ``B²``. Not combinable with ``positives`` or
-            ``label_smoothing``.
+            ``B·D + chunk_size²`` instead of ``B²``; not combinable with ``positives`` or
+            ``label_smoothing``. ``"auto"`` tiles when the present rows are many enough for it
+            to be faster (:func:`tiled.resolve_chunk`) and there are neither ``positives`` nor
+            ``label_smoothing``; otherwise it computes the full matrix. ``None``: never tile.
+            The tiled path is once differentiable (no double backward).
 
     Returns:
         Scalar loss; 0 (with a graph) when fewer than two rows are present.
 
     Raises:
-        ConfigError: ``chunk_size`` < 1, or combined with ``positives``/``label_smoothing``.
+        ConfigError: ``chunk_size`` not ``None``, ``"auto"`` or an int >= 1, or an int combined
+            with ``positives``/``label_smoothing``.
     """
     if present is not None and positives is not None:
         positives = positives[present][:, present]
@@ -105,15 +110,17 @@ def info_nce(
     n = a.shape[0]
     if n < 2:
         return zero_loss(a, b) + zero_loss(torch.as_tensor(logit_scale))
-    if chunk_size is not None:
-        if positives is not None or label_smoothing != 0.0:
+    tileable = positives is None and label_smoothing == 0.0
+    if chunk_size == "auto" and not tileable:
+        chunk_size = None  # the full matrix is the only path with these options
+    chunk = resolve_chunk(chunk_size, n)
+    if chunk is not None:
+        if not tileable:
             raise ConfigError(
                 "info_nce: chunk_size (tiled loss) supports neither positives nor label_smoothing; "
-                "drop chunk_size or those options"
+                "drop chunk_size (or set it to 'auto') or drop those options"
             )
-        from modalign.objectives.tiled import tiled_info_nce
-
-        return tiled_info_nce(a, b, logit_scale, chunk_size=chunk_size)
+        return tiled_info_nce(a, b, logit_scale, chunk_size=chunk)
     logits = logit_scale * (a @ b.T)  # (B, B)
     if positives is None:
         target: torch.Tensor = torch.arange(n, device=a.device)
@@ -137,7 +144,7 @@ def siglip(
     logit_bias: torch.Tensor | float,
     *,
     present: torch.Tensor | None = None,
-    chunk_size: int | None = None,
+    chunk_size: ChunkSize = None,
 ) -> torch.Tensor:
     """Sigmoid pairwise loss (SigLIP), open_clip ``SigLipLoss`` reduction.
 
@@ -151,19 +158,23 @@ def siglip(
         logit_scale: ``s`` (already exponentiated).
         logit_bias: ``t``, added to every logit.
         present: optional (B,) bool; absent rows deleted from both sides.
-        chunk_size: exact tiled computation with tiles recomputed in backward.
+        chunk_size: an int gives the exact loss computed in ``(chunk_size, chunk_size)`` tiles
+            (:func:`tiled.tiled_siglip`); ``"auto"`` tiles when the present rows are many enough
+            (:func:`tiled.resolve_chunk`); ``None`` never tiles.
 
     Returns:
         Scalar loss; 0 (with a graph) when no row is present.
+
+    Raises:
+        ConfigError: ``chunk_size`` not ``None``, ``"auto"`` or an int >= 1.
     """
     a, b = _select(present, a, b)
     n = a.shape[0]
     if n < 1:
         return zero_loss(a, b, torch.as_tensor(logit_scale), torch.as_tensor(logit_bias))
-    if chunk_size is not None:
-        from modalign.objectives.tiled import tiled_siglip
-
-        return tiled_siglip(a, b, logit_scale, logit_bias, chunk_size=chunk_size)
+    chunk = resolve_chunk(chunk_size, n)
+    if chunk is not None:
+        return tiled_siglip(a, b, logit_scale, logit_bias, chunk_size=chunk)
     logits = logit_scale * (a @ b.T) + logit_bias  # (B, B)
     # softplus(-Y Z) summed = Σ softplus(Z) − Σ_i Z_ii: Y flips the sign on the diagonal only.
     labels = 2 * torch.eye(n, dtype=logits.dtype, device=logits.device) - 1

@@ -24,14 +24,9 @@ from modalign.objectives.base import (
     modality_pairs,
 )
 from modalign.objectives.functional import cwcl, dcl, info_nce, siglip
+from modalign.objectives.tiled import ChunkSize, check_chunk_size
 from modalign.registry import register
 from modalign.types import EmbeddingBatch, LossOutput
-
-
-def _check_chunk(chunk_size: int | None, objective: str) -> int | None:
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ConfigError(f"objective {objective!r}: chunk_size must be >= 1 or null, got {chunk_size}")
-    return None if chunk_size is None else int(chunk_size)
 
 
 @register("objective", "clip")
@@ -50,8 +45,14 @@ class ClipObjective(Objective):
 
     Prefer it as the default alignment objective. Siblings: ``siglip`` (no softmax over the batch,
     better at small batches and in distributed settings), ``dcl`` (small batches), ``cwcl`` (one
-    frozen tower), ``symile`` (information shared only by >= 3 modalities). ``chunk_size`` computes
-    the exact same loss in tiles for batches too large for a ``(B, B)`` matrix.
+    frozen tower), ``symile`` (information shared only by >= 3 modalities).
+
+    Tiling: ``chunk_size`` computes the exact same loss (values and gradients equal up to float
+    summation order) in ``(chunk, chunk)`` tiles recomputed in backward, with memory linear in B.
+    The default ``"auto"`` tiles a pair once it has ``tiled.AUTO_MIN_BATCH`` (1024) jointly present
+    rows, where tiling is also the faster path on CPU (measured: about 0.5x the untiled time at
+    B = 8192, D = 512; :func:`modalign.objectives.tiled.resolve_chunk`), unless
+    ``label_smoothing`` is set; an int always tiles with that side; ``None`` never tiles.
 
     Example:
         >>> obj = ClipObjective(["image", "text"])
@@ -66,7 +67,7 @@ class ClipObjective(Objective):
         init_temperature: float = 0.07,
         learn_temperature: bool = True,
         label_smoothing: float = 0.0,
-        chunk_size: int | None = None,
+        chunk_size: ChunkSize = "auto",
     ):
         super().__init__()
         names = check_modalities(modalities, 2, "clip")
@@ -76,7 +77,7 @@ class ClipObjective(Objective):
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"objective 'clip': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
-        self.chunk_size = _check_chunk(chunk_size, "clip")
+        self.chunk_size = check_chunk_size(chunk_size, "objective 'clip': chunk_size")
 
     def forward(self, batch: EmbeddingBatch) -> LossOutput:
         s = self.scale()
@@ -111,7 +112,9 @@ class SiglipObjective(Objective):
     ``[0, log 100]`` after every step; bias ``t`` initialised to ``init_bias`` (−10), never clamped.
     Reference: Zhai et al., *Sigmoid Loss for Language Image Pre-Training*, arXiv 2303.15343.
     Masks: joint presence of each pair. Prefer it over ``clip`` for small or sharded batches.
-    ``chunk_size`` gives the exact loss in tiles (memory ``O(B·chunk)``).
+    ``chunk_size`` gives the exact loss in tiles (memory ``O(B·chunk)``), with the same choices as
+    ``clip``: ``"auto"`` (default) tiles from ``tiled.AUTO_MIN_BATCH`` (1024) jointly present rows,
+    an int always tiles, ``None`` never does.
 
     Example:
         >>> obj = SiglipObjective(["image", "text"])
@@ -125,7 +128,7 @@ class SiglipObjective(Objective):
         init_scale: float = 10.0,
         init_bias: float = -10.0,
         learn: bool = True,
-        chunk_size: int | None = None,
+        chunk_size: ChunkSize = "auto",
     ):
         super().__init__()
         names = check_modalities(modalities, 2, "siglip")
@@ -133,7 +136,7 @@ class SiglipObjective(Objective):
         init = math.log(check_positive(init_scale, "init_scale", "siglip"))
         self.scale = LearnableScale(init, learn=learn)
         self.bias = nn.Parameter(torch.tensor(float(init_bias)), requires_grad=learn)
-        self.chunk_size = _check_chunk(chunk_size, "siglip")
+        self.chunk_size = check_chunk_size(chunk_size, "objective 'siglip': chunk_size")
 
     def forward(self, batch: EmbeddingBatch) -> LossOutput:
         s = self.scale()

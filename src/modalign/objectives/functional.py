@@ -1,10 +1,11 @@
 """Pure loss functions on tensors: the functional core of every objective.
 
-Conventions (``shared/reference/METHODS.md`` §0): rows of every embedding matrix are unit vectors
-``(B, D)`` and row i of every modality is sample i; ``logit_scale`` is the *scale* ``s = 1/τ``,
-already exponentiated (the modules store ``θ = log s``); ``temperature`` arguments are ``τ``.
+Conventions: rows of every embedding matrix are unit vectors ``(B, D)`` and row i of every
+modality is sample i; ``logit_scale`` is the *scale* ``s = 1/τ``, already exponentiated (the
+modules store ``θ = log s``, as CLIP does: Radford et al., *Learning Transferable Visual Models From
+Natural Language Supervision*, arXiv 2103.00020); ``temperature`` arguments are ``τ``.
 Every function accepts a ``present`` mask ``(B,)``: absent rows are deleted before anything is
-computed, so they are neither anchors nor candidates (STYLE.md rule 12).
+computed, so they are neither anchors nor candidates.
 
 The implementations live in small private modules grouped by family; this module is the one
 public import point.
