@@ -11,14 +11,17 @@ from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics
 
 
 def brute_force_rank(scores: np.ndarray, positives: list[int]) -> int:
-    """Min over positives of #(strictly higher) + #(equal with a lower index); -1 without positives."""
+    """Min over positives of #(strictly higher) + #(tied negatives); -1 without positives.
+
+    Ties go against the positive (tests/test_nonfinite.py also checks NaN scores).
+    """
     if not positives:
         return -1
     ranks = []
     for p in positives:
         higher = sum(1 for c in range(len(scores)) if scores[c] > scores[p])
-        tied_before = sum(1 for c in range(p) if scores[c] == scores[p])
-        ranks.append(higher + tied_before)
+        tied_negatives = sum(1 for c in range(len(scores)) if c not in positives and scores[c] == scores[p])
+        ranks.append(higher + tied_negatives)
     return min(ranks)
 
 

@@ -66,6 +66,32 @@ class CheckpointError(ModalignError):
     """A checkpoint or saved model is missing, truncated, foreign or incompatible."""
 
 
+class RunDirectoryError(ConfigError):
+    """A run directory cannot be used as asked.
+
+    It is in use by another process, holds an earlier run (neither ``--resume`` nor
+    ``--overwrite`` given) or is not a run at all, or its saved config differs from the one resumed.
+    """
+
+
+class OutputError(ModalignError, OSError):
+    """An output file or directory cannot be written: not a directory, no permission, disk full.
+
+    Also an :class:`OSError`, so code that caught the raw error keeps working.
+    """
+
+
+class TrainingError(ModalignError):
+    """Training cannot go on: the loss, the gradients or the weights became non-finite (NaN/inf).
+
+    Raised before any non-finite update is applied or saved; the last checkpoint stays as it was.
+    """
+
+
+class NonFiniteError(ModalignError):
+    """A model produced non-finite (NaN/inf) embeddings; they are refused, never scored."""
+
+
 class RegistryError(ConfigError, KeyError):
     """An unknown or duplicate registry name (in a config, or a duplicate registration)."""
 

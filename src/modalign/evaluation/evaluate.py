@@ -25,7 +25,12 @@ def embed_samples(
     model: MultimodalModel, samples: SampleSet, batch_size: int = 256, features: bool = False
 ) -> dict[str, np.ndarray]:
     """(N, D) embeddings (or, with ``features``, the unnormalised features) of every modality of
-    ``samples``; absent rows are zeros. Batches run on the model's device; the arrays are on the CPU."""
+    ``samples``; absent rows are zeros. Batches run on the model's device; the arrays are on the CPU.
+
+    Raises:
+        NonFiniteError: rows of a modality embed to NaN/inf (names the modality, how many rows and
+            the first sample ids); they would otherwise score as ties or hits.
+    """
     model.eval()
     sources, device = model.sources(), model.device
     chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in sources}
@@ -35,9 +40,14 @@ def embed_samples(
         rows = out.features if features and out.features is not None else out.emb
         for name, e in rows.items():
             chunks[name].append(e.float().cpu().numpy())
-    return {
+    out = {
         n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()
     }
+    for name, e in out.items():
+        if bad := np.flatnonzero(~np.isfinite(e).all(1)).tolist():
+            ids = [samples.ids[i] for i in bad]
+            raise model.nonfinite_error(name, ids, len(samples), "rows", "sample ids")
+    return out
 
 
 def evaluate_samples(

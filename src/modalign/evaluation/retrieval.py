@@ -1,10 +1,16 @@
 """Cross-modal retrieval metrics with hit-rate semantics (CLIP_benchmark / open_clip conventions).
 
-Rank (0-based) of candidate c+ for query q: ``#{c: S(q,c) > S(q,c+)} + #{c: S(q,c) = S(q,c+),
-idx(c) < idx(c+)}`` (lower index wins ties). A query's rank is the best rank of its positives;
-``R@k`` is the fraction of queries with rank < k (a hit if *any* positive is in the top k);
-``median_rank`` is open_clip's ``floor(median(rank)) + 1`` (1-based). Queries without any positive
-among the candidates are left out and counted (``n_queries_without_positive``).
+Rank (0-based) of the best-ranked positive of query q, with ``b`` the highest non-NaN score of a
+positive: ``#{negatives c: S(q,c) >= b}`` -- ties go against the positive, and every NaN score
+ranks after every number (a NaN candidate never beats anything; a query whose positives all score
+NaN gets rank = its number of negatives). It is the position of the first positive in the full
+ranking that sorts by score, NaN last, negatives before positives among equal scores; on tie-free,
+NaN-free scores it equals open_clip's "lower index wins" rank. Ties and NaNs never count as hits:
+a collapsed model (all scores equal) or NaN embeddings score R@k = 0 when each query has >= k
+negatives, where lower-index-wins would give data-order-dependent hits.
+A query's ``R@k`` hit is rank < k (*any* positive in the top k); ``median_rank`` is open_clip's
+``floor(median(rank)) + 1`` (1-based). Queries without any positive among the candidates are left
+out and counted (``n_queries_without_positive``).
 Conventions of CLIP_benchmark (github.com/LAION-AI/CLIP_benchmark: ``R@k`` as the hit rate of
 Radford et al., *Learning Transferable Visual Models From Natural Language Supervision*,
 arXiv 2103.00020) and of open_clip (Cherti et al., *Reproducible scaling laws for contrastive
@@ -28,6 +34,9 @@ def best_positive_ranks(
 ) -> np.ndarray:
     """Rank of the best-ranked positive of every query; -1 where a query has no positive.
 
+    The rank is ``#{negatives c: S(q,c) >= b}`` with ``b`` the best non-NaN positive score: ties
+    go against the positive and NaN scores rank last (module docstring).
+
     Args:
         queries: (Q, D) unit rows. candidates: (K, D) unit rows.
         query_keys, candidate_keys: a candidate is a positive of a query when their keys are equal.
@@ -35,16 +44,16 @@ def best_positive_ranks(
     codes: dict[Hashable, int] = {}
     qk = torch.tensor([codes.setdefault(k, len(codes)) for k in query_keys])
     ck = torch.tensor([codes.setdefault(k, len(codes)) for k in candidate_keys])
-    idx = torch.arange(candidates.shape[0])
     out = []
     for start in range(0, queries.shape[0], chunk_size):
         s = queries[start : start + chunk_size].float() @ candidates.float().T  # (q, K)
         pos = qk[start : start + chunk_size, None] == ck[None, :]  # (q, K)
-        best = torch.where(pos, s, torch.tensor(-torch.inf)).max(dim=1).values  # (q,)
-        # Among positives with the best score, the lowest index is the best-ranked one.
-        at_best = pos & (s == best[:, None])
-        first = torch.where(at_best, idx[None, :], idx.numel()).min(dim=1).values
-        rank = (s > best[:, None]).sum(1) + ((s == best[:, None]) & (idx[None, :] < first[:, None])).sum(1)
+        scored = pos & ~s.isnan()  # positives with a number for a score
+        best = torch.where(scored, s, torch.tensor(-torch.inf)).max(dim=1).values  # (q,)
+        # NaN >= b is False: a NaN negative never ranks above a positive with a number
+        above = (~pos & (s >= best[:, None])).sum(1)  # (q,)
+        # every positive NaN: the positive ranks last, behind every negative (NaN ones included)
+        rank = torch.where(scored.any(1), above, (~pos).sum(1))
         rank[~pos.any(1)] = -1
         out.append(rank)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

@@ -3,6 +3,9 @@
 Prototype of class c: the L2-normalised mean of the (unit) embeddings of its prompts, re-normalised.
 Prediction: ``argmax_c  x̂ · W_c`` (the CLIP factor 100 changes nothing for accuracy). Metrics:
 ``accuracy`` (top-1) and ``mean_per_class_recall`` (balanced accuracy over the classes present in y).
+A sample is a hit only when its true class scores strictly above every other class: a tie goes
+against the true class and NaN scores rank last, so a NaN row (where ``argmax`` would pick class 0)
+or a class tied with another is never a hit (the rule of ``retrieval.best_positive_ranks``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ def zero_shot_metrics(
     emb: np.ndarray, labels: Sequence[Hashable], classes: Sequence[Hashable], prototypes: np.ndarray
 ) -> dict[str, float]:
     """Top-1 accuracy and mean per-class recall of ``emb`` (N, D) classified by ``prototypes``."""
-    pred = (emb @ prototypes.T).argmax(1)
     index = {c: i for i, c in enumerate(classes)}
-    y = np.asarray([index.get(c, -1) for c in labels])
-    recalls = [float((pred[y == c] == c).mean()) for c in np.unique(y) if c >= 0]
+    y = np.asarray([index.get(c, -1) for c in labels], dtype=np.int64)
+    with np.errstate(invalid="ignore"):  # NaN rows stay NaN, then never hit
+        scores = emb @ prototypes.T  # (N, C)
+    true = np.take_along_axis(scores, y.clip(0)[:, None], axis=1)  # (N, 1)
+    # NaN >= x is False: a NaN class never beats the true class, a NaN true class never hits
+    others = (scores >= true) & (np.arange(scores.shape[1])[None, :] != y[:, None])  # (N, C)
+    hit = (y >= 0) & ~np.isnan(true[:, 0]) & ~others.any(1)
+    recalls = [float(hit[y == c].mean()) for c in np.unique(y) if c >= 0]
     return {
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "accuracy": float(hit.mean()) if len(y) else float("nan"),
         "mean_per_class_recall": float(np.mean(recalls)) if recalls else float("nan"),
     }

@@ -6,12 +6,19 @@ each batch is collated and augmented on the CPU and moved once per step. Data or
 function of (seed, epoch), every device's torch RNG (dropout) is checkpointed, and the learning
 rate is a function of the step, so a run resumed from a checkpoint on the same device ends with
 bit-identical weights to an uninterrupted one.
+
+Non-finite guard: a step whose loss or gradient norm is NaN/inf is skipped (no optimizer step, no
+weight-average update; with fp16 the GradScaler backs off its scale), and ``max_nonfinite_steps``
+such steps in a row raise :class:`TrainingError`; so do non-finite weights, which are checked
+after a skipped step and before every checkpoint or best-weights file is written. An update that
+leaves the weights finite but huge shows up as a NaN loss on the next step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,13 +29,15 @@ from torch import nn
 
 from modalign.config import TrainerConfig
 from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
+from modalign.model import nonfinite_tensors
 from modalign.objectives import CombinedObjective
 from modalign.training.checkpoint import (
     TrainState,
     list_checkpoints,
-    load_checkpoint,
+    load_newest_checkpoint,
     save_checkpoint,
     save_weights,
 )
@@ -126,10 +135,10 @@ class Trainer:
         """Train to ``max_steps`` (from the newest checkpoint when ``resume``); returns the end state."""
         state = TrainState(step=0, epoch=0, batch_in_epoch=0)
         torch.manual_seed(self.seed)  # dropout/mixup streams are a function of the seed
-        if resume and (ckpts := list_checkpoints(self.ckpt_dir)):
+        if resume and list_checkpoints(self.ckpt_dir):
             extra: dict[str, torch.Tensor] = {}
-            state = load_checkpoint(
-                ckpts[-1], self.model, self.objective, self.optimizer, extra, scaler=self.scaler
+            state = load_newest_checkpoint(  # a damaged newest file: the previous good one
+                self.ckpt_dir, self.model, self.objective, self.optimizer, extra, scaler=self.scaler
             )
             if self.ema is not None:  # checkpoint tensors are read onto the CPU
                 self.ema.load_state_dict(
@@ -137,6 +146,7 @@ class Trainer:
                 )
         self._trim_metrics(state.step)
         batches = self._batches(state)
+        streak = 0  # steps in a row skipped for a non-finite loss or gradient
         with (
             self._progress(state.step) as advance,
             open(self.out_dir / "metrics.jsonl", "a") as log,
@@ -149,6 +159,9 @@ class Trainer:
                 state = dataclasses.replace(
                     state, step=state.step + 1, epoch=position.epoch, batch_in_epoch=position.batch_in_epoch
                 )
+                streak = streak + 1 if metrics["skipped"] else 0
+                if streak:
+                    self._check_divergence(state.step, metrics, streak)
                 if self.val_set is not None and (
                     state.step % self.config.val_every == 0 or state.step == self.max_steps
                 ):
@@ -156,10 +169,12 @@ class Trainer:
                     if metrics["val/loss"] < state.best_val:
                         state = dataclasses.replace(state, best_val=metrics["val/loss"], best_step=state.step)
                         if self.config.select_best:
+                            self._check_finite_weights(state.step, "the best-validation weights")
                             save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
                 if state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps:
+                    self._check_finite_weights(state.step, "its checkpoint")
                     save_checkpoint(
                         self.ckpt_dir,
                         state,
@@ -175,10 +190,15 @@ class Trainer:
                     self.on_step(state.step, metrics)
         if self.ema is not None:
             self.ema.copy_to(self.model)
+        self._check_finite_weights(state.step, "the model")
         return state
 
     def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
-        """One optimizer step; returns the step's metrics."""
+        """One optimizer step; returns the step's metrics (``skipped`` 1.0 for a non-finite step).
+
+        A step whose loss or gradient norm is NaN/inf leaves the weights, the optimizer state and
+        the weight average as they were (with fp16 the scaler still backs off its scale).
+        """
         cfg = self.config
         lr = lr_at(
             step,
@@ -193,17 +213,23 @@ class Trainer:
         out = self.backward(batch)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
-        grad_norm = (
-            float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
             if cfg.grad_clip is not None
-            else float("nan")
+            else _grad_norm(self.params)
         )
-        self._optimizer_step()
+        loss = float(out.loss.detach())
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        if finite:
+            self._optimizer_step()
+        elif self.scaler is not None:
+            self.scaler.update()  # backs off the scale (unscale_ recorded the inf); no step
         self.optimizer.zero_grad(set_to_none=True)
-        self.objective.clamp_()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        return {"loss": float(out.loss.detach()), "lr": lr, "grad_norm": grad_norm, **out.metrics}
+        if finite:
+            self.objective.clamp_()
+            if self.ema is not None:
+                self.ema.update(self.model)
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "skipped": float(not finite), **out.metrics}
 
     def backward(self, batch: Batch) -> LossOutput:
         """Loss of ``batch`` with its gradients accumulated into ``.grad``.
@@ -282,6 +308,45 @@ class Trainer:
         self.model.train()
         return total / max(count, 1)
 
+    # --- non-finite guard -----------------------------------------------------------------------
+
+    def _check_divergence(self, step: int, metrics: dict[str, float], streak: int) -> None:
+        """After a skipped step: stop when the weights are non-finite or the streak reaches the limit."""
+        self._check_finite_weights(step, "anything more")
+        limit = nonfinite_limit(self.config)
+        if streak < limit:
+            return
+        steps = "1 step" if streak == 1 else f"{streak} steps"
+        values = (("loss", metrics["loss"]), ("gradient norm", metrics["grad_norm"]))
+        which = " and ".join(f"the {name} is {v}" for name, v in values if not math.isfinite(v))
+        raise TrainingError(
+            f"training diverged at step {step} of {self.max_steps}: {which}, non-finite for {steps} "
+            f"in a row (trainer.max_nonfinite_steps={limit}); no non-finite update was applied. "
+            f"{self._kept_and_fix()}"
+        )
+
+    def _check_finite_weights(self, step: int, what: str) -> None:
+        """Raise before ``what`` is written when a weight of the model or objective is NaN/inf."""
+        bad = nonfinite_tensors(self.model.state_dict())
+        bad += [f"objective.{k}" for k in nonfinite_tensors(self.objective.state_dict())]
+        if bad:
+            names = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise TrainingError(
+                f"training diverged at step {step} of {self.max_steps}: the weights are non-finite "
+                f"(NaN/inf) in {names}; refusing to write {what}. {self._kept_and_fix()}"
+            )
+
+    def _kept_and_fix(self) -> str:
+        cfg = self.config
+        ckpts = list_checkpoints(self.ckpt_dir)
+        kept = f"the last checkpoint, {ckpts[-1]}, is kept" if ckpts else "no checkpoint was written yet"
+        clip = "null" if cfg.grad_clip is None else f"{cfg.grad_clip:g}"
+        return (
+            f"Nothing non-finite was saved: {kept}. Fix: lower trainer.lr (now {cfg.lr:g}), set or "
+            f"lower trainer.grad_clip (now {clip}), or lengthen trainer.warmup_steps "
+            f"(now {cfg.warmup_steps}), then train again."
+        )
+
     # --- helpers --------------------------------------------------------------------------------
 
     def _trim_metrics(self, step: int) -> None:
@@ -337,6 +402,25 @@ class _ProgressBar:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             self.bar.__exit__(*exc)
+
+
+def nonfinite_limit(config: TrainerConfig) -> int:
+    """Non-finite steps in a row that stop training: ``max_nonfinite_steps``, else 1 (16 with fp16).
+
+    With fp16 the GradScaler skips every step whose scaled gradient overflows and halves its scale,
+    from 2**16: 16 skips in a row bring it down to 1, where the true gradient itself is non-finite.
+    """
+    if config.max_nonfinite_steps is not None:
+        return config.max_nonfinite_steps
+    return 16 if config.precision == "fp16" else 1
+
+
+def _grad_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of the gradients (what ``clip_grad_norm_`` returns), without clipping."""
+    norms = [
+        torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32) for p in params if p.grad is not None
+    ]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def _logged_step(line: str) -> float:
