@@ -6,7 +6,8 @@ within epoch); scalars (optimizer step counts, the fp16 loss scaler) go into the
 as JSON. Tensors are written from the CPU and read onto the CPU, then copied into the model's
 parameters wherever they live (the optimizer moves its state to its parameters' device), so a run
 checkpointed on a GPU resumes on a CPU-only machine. Any failure to read one (missing, truncated,
-foreign) is a :class:`CheckpointError`.
+foreign) is a :class:`CheckpointError`; a resumed run skips a damaged newest checkpoint for the
+previous good one (:func:`load_newest_checkpoint`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,78 @@ def load_checkpoint(
     state (written in fp32/bf16) leaves ``scaler`` as it is.
     """
     tensors, meta = _read(path)
+    return _restore(path, tensors, meta, model, objective, optimizer, extra, scaler)
+
+
+def load_newest_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    objective: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, torch.Tensor] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> TrainState:
+    """:func:`load_checkpoint` of the newest readable checkpoint in ``directory``.
+
+    A newer file that cannot be read (truncated, damaged, foreign) is skipped with a warning on
+    stderr and renamed ``*.corrupt`` (kept for inspection, no longer listed), so training goes on
+    from the previous good checkpoint. A readable checkpoint that does not fit the model is an
+    error, not skipped: every older one would not fit either.
+
+    Raises:
+        CheckpointError: no checkpoint in ``directory`` can be read (each one's reason is listed),
+            or the newest readable one does not match the model.
+    """
+    bad: list[tuple[Path, CheckpointError]] = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            tensors, meta = _read(path)
+            _state(meta, path)
+        except CheckpointError as e:
+            bad.append((path, e))
+            continue
+        state = _restore(path, tensors, meta, model, objective, optimizer, extra, scaler)
+        for damaged, reason in bad:
+            aside = damaged.with_name(damaged.name + ".corrupt")
+            try:
+                damaged.replace(aside)
+            except OSError:
+                aside = damaged
+            print(
+                f"warning: {damaged.name} cannot be read ({reason}); resuming from {path.name} "
+                f"(step {state.step}) instead; the damaged file is kept as {aside}",
+                file=sys.stderr,
+            )
+        return state
+    if not bad:
+        raise CheckpointError(f"no checkpoint in {directory}")
+    reasons = "\n".join(f"  {reason}" for _, reason in bad)
+    raise CheckpointError(
+        f"no readable checkpoint in {directory}:\n{reasons}\n"
+        "move them away to start from step 0, or restore a good copy"
+    )
+
+
+def read_checkpoint_state(path: Path) -> TrainState:
+    """Read and check a whole checkpoint file without a model; returns its :class:`TrainState`.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, damaged or not a modalign checkpoint.
+    """
+    _, meta = _read(path)
+    return _state(meta, path)
+
+
+def _restore(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    model: torch.nn.Module,
+    objective: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, torch.Tensor] | None,
+    scaler: torch.amp.GradScaler | None,
+) -> TrainState:
     if extra is not None:
         extra.update(_strip(tensors, "extra/"))
     try:
@@ -140,12 +214,19 @@ def load_checkpoint(
             if k.startswith("optim/"):
                 _, idx, key = k.split("/", 2)
                 opt_state.setdefault(int(idx), {})[key] = v
-        for idx, extra in meta["optim_scalars"].items():
-            opt_state.setdefault(int(idx), {}).update(extra)
+        for idx, scalars in meta["optim_scalars"].items():
+            opt_state.setdefault(int(idx), {}).update(scalars)
         optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
         set_rng_states(_strip(tensors, "rng/"))
         if scaler is not None and meta.get("grad_scaler"):
             scaler.load_state_dict(meta["grad_scaler"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} does not match this model/config: {e}") from None
+    return _state(meta, path)
+
+
+def _state(meta: dict[str, Any], path: Path) -> TrainState:
+    try:
         s = meta["state"]
         return TrainState(
             step=int(s["step"]),
@@ -154,8 +235,8 @@ def load_checkpoint(
             best_val=float(s.get("best_val", math.inf)),
             best_step=int(s.get("best_step", 0)),
         )
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not match this model/config: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has no valid training state ({type(e).__name__}: {e})") from None
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""``modalign eval``: a saved model + a manifest -> report.json and a printed table."""
+"""``modalign eval``: a saved model + a manifest -> report.json, report.html and a printed table.
+
+The reports go to their own directory (by default ``RUN/eval/<manifest stem>-<split>/``), never
+over the training run's report: a directory that holds a training run is refused as ``out_dir``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from modalign.data.loading import load_split, open_manifest
+from modalign.errors import RunDirectoryError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.model import load
+from modalign.workflows.rundir import prepare_output_dir
+
+
+def default_eval_dir(model_dir: Path, manifest_path: Path, split: str | None) -> Path:
+    """``RUN/eval/<manifest stem>-<split>`` (``all`` for every row), RUN = the model's parent."""
+    return Path(model_dir).parent / "eval" / f"{Path(manifest_path).stem}-{split or 'all'}"
 
 
 def run_eval(
@@ -26,7 +37,23 @@ def run_eval(
     show: bool = True,
     higher_order: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json``."""
+    """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
+
+    ``out_dir`` is checked (a writable directory, not a training run) before anything is read.
+
+    Raises:
+        RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
+        OutputError: ``out_dir`` is a file or cannot be written.
+    """
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        if (out_dir / "config.yaml").is_file() or (out_dir / "checkpoints").is_dir():
+            raise RunDirectoryError(
+                f"--out {out_dir} is a training run: writing there would replace its training report "
+                f"(report.json); leave --out out to write to "
+                f"{default_eval_dir(model_dir, manifest_path, split)}, or choose another directory"
+            )
+        prepare_output_dir(out_dir)
     model = load(model_dir)
     manifest = open_manifest(manifest_path)
     label_column = label_column if label_column is not None else match_on
@@ -41,6 +68,8 @@ def run_eval(
         split_column=split_column,
         id_column=id_column,
         keep_columns=keep,
+        scalar_columns=[c for c in (match_on, label_column) if c is not None],
+        required=True,  # an empty split or a manifest without the model's columns is an error
         show_progress=show,
     )
     text = next((m for m in model.modalities if model.specs[m].kind == "text"), None)

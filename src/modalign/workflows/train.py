@@ -15,11 +15,12 @@ from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.data.manifest import Manifest
-from modalign.errors import CheckpointError, ConfigError
+from modalign.errors import ConfigError, OutputError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel, load_safetensors
+from modalign.training.checkpoint import list_checkpoints
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
@@ -30,6 +31,8 @@ from modalign.workflows.build import (
     build_sources,
     check_params,
 )
+from modalign.workflows.check import key_columns
+from modalign.workflows.rundir import check_free_space, open_run
 
 
 def run_training(
@@ -37,36 +40,59 @@ def run_training(
     out_dir: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     manifest: Manifest | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the test-split metrics (also in report.json).
 
-    Writes ``model/``, ``checkpoints/``, ``transforms/``, ``metrics.jsonl``, ``config.yaml`` and
-    ``report.json``. With ``resume`` the newest checkpoint and the saved transforms are reused.
-    ``manifest`` replaces ``cfg.data.manifest`` with rows already in memory
+    Writes ``config.yaml``, ``transforms/``, ``checkpoints/``, ``metrics.jsonl``, ``model/`` and
+    ``report.json``. ``out_dir`` is locked while the run lasts and must be new or empty unless
+    ``resume`` (continue from the newest checkpoint, with the saved transforms, after checking the
+    config against the saved one; no checkpoint yet = a fresh run) or ``overwrite`` (delete the
+    earlier run first): the rules are in :mod:`modalign.workflows.rundir`, checked before any data
+    is read. ``manifest`` replaces ``cfg.data.manifest`` with rows already in memory
     (:meth:`Manifest.from_rows`).
     """
     out = Path(out_dir)
+    check_params(cfg)  # before any data is read
+    with open_run(out, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite) as run:
+        try:
+            return _train(cfg, out, run.resume, show_progress, on_step, manifest)
+        except OutputError as e:
+            raise OutputError(
+                f"{e}\nthe run in {out} is intact up to its newest checkpoint: continue it with --resume"
+            ) from None
+
+
+def _train(
+    cfg: ExperimentConfig,
+    out: Path,
+    resume: bool,
+    show_progress: bool,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    manifest: Manifest | None,
+) -> dict[str, Any]:
     started = time.perf_counter()
     d = cfg.data
-    check_params(cfg)  # before any data is read
     if manifest is None:
         manifest = open_manifest(d.manifest, d.archive)
     transforms_dir = out / "transforms"
-    if resume:
-        if not (transforms_dir / "config.json").exists():
-            raise CheckpointError(f"nothing to resume in {out}: {transforms_dir} is missing")
+    if resume:  # from a checkpoint (open_run found one)
         model = MultimodalModel.from_config_dir(transforms_dir)  # fitted transforms and task classes
     else:
-        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise ConfigError(f"{out} already holds a run; pass --resume or choose another --out")
         train_rows = split_rows(manifest, d.split_column, d.train_split)
         if not train_rows:
             raise ConfigError(
                 f"data.train_split={d.train_split!r} selects no rows of {d.manifest} "
                 f"(column data.split_column={d.split_column!r})"
+            )
+        if d.test_split is not None and not split_rows(manifest, d.split_column, d.test_split):
+            raise ConfigError(  # else the run would end with an empty report
+                f"data.test_split={d.test_split!r} selects no rows of {d.manifest} "
+                f"(column data.split_column={d.split_column!r}); name the test split, or set "
+                "data.test_split: null to train without a test evaluation"
             )
         sources = build_sources(cfg)
         fit_transforms(manifest, sources, train_rows)
@@ -74,8 +100,10 @@ def run_training(
         labels = {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns}
         torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
         model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
-        model.save_transforms(transforms_dir)
+        # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)
         atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
+        model.save_transforms(transforms_dir)
+    check_free_space(out, _bytes_needed(cfg, model, out), "this run")
     sources = model.sources()
     keep = {d.label_column, cfg.eval.match_on}
     if model.fusion_spec is not None:
@@ -84,6 +112,7 @@ def run_training(
         split_column=d.split_column,
         id_column=d.id_column,
         keep_columns=sorted(c for c in keep if c is not None),
+        scalar_columns=key_columns(cfg),  # a list-valued label is a bad row, not a crash in evaluation
         on_error=d.on_error,
         show_progress=show_progress,
     )
@@ -162,6 +191,15 @@ def run_training(
     }
     write_report(out / "report.json", metrics, {**meta, **extras})
     return metrics
+
+
+def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> int:
+    """About what the run still writes: checkpoints (weights + 2 Adam moments, EMA), the model."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    t = cfg.trainer
+    ckpt = weights * (3 + (t.ema_decay is not None))
+    kept = sum(p.stat().st_size for p in list_checkpoints(out / "checkpoints"))
+    return max(0, ckpt * (t.keep_checkpoints + 1) + weights * (1 + t.select_best) - kept)
 
 
 def skip_counts(splits: dict[str, SampleSet | None]) -> dict[str, float]:
