@@ -92,9 +92,27 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _is_class(v: Any) -> bool:
+    """A value that can be a class: one string or number (a list or an object cannot)."""
+    return isinstance(v, (str, int, float)) or (hasattr(v, "item") and getattr(v, "ndim", 1) == 0)
+
+
+def _is_class_set(v: Any) -> bool:
+    """A multilabel value: a list of classes (a string is not a set of its characters)."""
+    return isinstance(v, (list, tuple)) and all(_is_class(c) for c in v)
+
+
 def _class_index(spec: TaskSpec, v: Any, row: int) -> int:
     if spec.classes is None:
         raise ConfigError(f"task {spec.name!r} needs classes (give them or call infer_classes)")
+    if not _is_class(v):
+        raise DataError(
+            f"label {v!r} of task {spec.name!r} is a {type(v).__name__}, not one class"
+            + ("; a multilabel label is a list of classes" if spec.kind == "multilabel" else ""),
+            reason="bad_label",
+            row=row,
+            column=spec.label_column,
+        )
     classes = spec.classes
     if v in classes:
         return classes.index(v)
@@ -112,7 +130,11 @@ def _class_index(spec: TaskSpec, v: Any, row: int) -> int:
 
 
 def infer_classes(spec: TaskSpec, values: Sequence[Any]) -> TaskSpec:
-    """Fill ``classes`` from training labels (sorted) when the spec has none."""
+    """Fill ``classes`` from training labels (sorted) when the spec has none.
+
+    Values that cannot be labels of the task (a list for a multiclass task, a string for a
+    multilabel one) are left out here; :func:`encode_targets` reports them with their row.
+    """
     if spec.kind == "regression" or spec.classes is not None:
         return spec
     seen: set = set()
@@ -120,12 +142,23 @@ def infer_classes(spec: TaskSpec, values: Sequence[Any]) -> TaskSpec:
         if _is_missing(v):
             continue
         if spec.kind == "multilabel":
-            seen.update(v)
-        else:
+            if _is_class_set(v):
+                seen.update(c.item() if hasattr(c, "item") else c for c in v)
+        elif _is_class(v):
             seen.add(v.item() if hasattr(v, "item") else v)
     if not seen:
         raise DataError(f"task {spec.name!r} has no labels to infer classes from", column=spec.label_column)
-    return TaskSpec(spec.name, spec.kind, spec.column, tuple(sorted(seen)), spec.weight)
+    try:
+        classes = tuple(sorted(seen))
+    except TypeError:  # numbers and strings mixed: no order between them
+        raise DataError(
+            f"task {spec.name!r} mixes label types ({sorted({type(v).__name__ for v in seen})}): "
+            f"{sorted(map(repr, seen))[:10]}; write every label the same way, or give "
+            "fusion.tasks[].classes",
+            reason="bad_label",
+            column=spec.label_column,
+        ) from None
+    return TaskSpec(spec.name, spec.kind, spec.column, classes, spec.weight)
 
 
 def encode_targets(
@@ -160,9 +193,17 @@ def encode_targets(
         elif spec.kind == "multilabel":
             y = torch.zeros(len(vals), spec.num_outputs)
             for i, v in enumerate(vals):
-                if not _is_missing(v):
-                    for c in v:
-                        y[i, _class_index(spec, c, row_offset + i)] = 1.0
+                if _is_missing(v):
+                    continue
+                if not isinstance(v, (list, tuple)):
+                    raise DataError(
+                        f"label {v!r} of multilabel task {spec.name!r} is not a list of classes",
+                        reason="bad_label",
+                        row=row_offset + i,
+                        column=spec.label_column,
+                    )
+                for c in v:
+                    y[i, _class_index(spec, c, row_offset + i)] = 1.0
         else:
             ys = []
             for i, v in enumerate(vals):
@@ -171,13 +212,20 @@ def encode_targets(
                     continue
                 try:
                     ys.append(float(v))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     raise DataError(
                         f"regression label {v!r} of task {spec.name!r} is not a number",
                         reason="bad_label",
                         row=row_offset + i,
                         column=spec.label_column,
                     ) from None
+                if math.isinf(ys[-1]):
+                    raise DataError(
+                        f"regression label {v!r} of task {spec.name!r} is not finite",
+                        reason="non_finite",
+                        row=row_offset + i,
+                        column=spec.label_column,
+                    )
             y = torch.tensor(ys, dtype=torch.float32)
             mask = mask & ~torch.isnan(y)
         out[spec.name] = Target(y=y, mask=mask)

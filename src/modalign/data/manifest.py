@@ -2,14 +2,24 @@
 
 A missing value (null, the empty string, absent key, NaN) is ``None``: the modality is absent for that
 row. Other columns, nested JSON included, are kept as they are and ignored unless a config names them.
+Text manifests are UTF-8 (a leading byte-order mark is allowed); anything else is a
+:class:`DataError` naming the byte offset and line.
+
+File paths in a manifest: a relative path starts at the manifest's folder; absolute paths, ``..``
+and symlinks are followed as given. The manifest is trusted like the config (it is read with the
+permissions of whoever runs the training). Code that serves files to others (an HTTP service over a
+corpus) must not follow that rule: it confines every path with :func:`resolve_inside`, which resolves
+symlinks and refuses anything outside the corpus root.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +60,8 @@ def read_manifest(path: str | Path) -> Manifest:
     """Read ``path`` by its suffix (.jsonl/.json lines, .csv, .parquet).
 
     Raises:
-        DataError: the file is missing, malformed (with the line number) or of an unknown type.
+        DataError: the file is missing, not UTF-8 (with the byte offset), malformed (with the line
+            number), a corrupt Parquet file or of an unknown type.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,16 +70,9 @@ def read_manifest(path: str | Path) -> Manifest:
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows = _read_jsonl(path)
     elif suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [dict(r) for r in csv.DictReader(f)]
+        rows = _read_csv(path)
     elif suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as e:
-            raise DataError(
-                "reading Parquet needs pyarrow: pip install 'modalign[parquet]'", path=str(path)
-            ) from e
-        rows = pq.read_table(path).to_pylist()
+        rows = _read_parquet(path)
     else:
         raise DataError(
             f"unknown manifest type {suffix!r}; use .jsonl, .csv or .parquet",
@@ -78,24 +82,109 @@ def read_manifest(path: str | Path) -> Manifest:
     return Manifest(rows=rows, base_dir=path.parent.resolve(), path=path)
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark (which is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(
+            f"cannot read manifest: {e.strerror or e}", reason="missing_file", path=str(path)
+        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"not UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start} (line {line}); "
+            "save the manifest as UTF-8",
+            reason="bad_encoding",
+            path=str(path),
+        ) from None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
+    # Only "\n" ends a line: JSON strings may hold other line separators (U+2028, \x1c) verbatim.
+    for line_no, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"line {line_no} is not valid JSON ({e.msg})",
+                reason="bad_manifest",
+                path=str(path),
+            ) from None
+        except RecursionError:
+            raise DataError(
+                f"line {line_no} nests JSON too deeply", reason="bad_manifest", path=str(path)
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(f"line {line_no} is not a JSON object", reason="bad_manifest", path=str(path))
+        rows.append(row)
+    return rows
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    rows = []
+    try:
+        for row in reader:
+            extra = row.pop(None, None)  # DictReader's key for the fields past the header's
+            if extra is not None and any(v.strip() for v in extra):  # trailing commas are harmless
                 raise DataError(
-                    f"line {line_no} is not valid JSON ({e.msg})",
+                    f"line {reader.line_num} has {len(reader.fieldnames or []) + len(extra)} fields, "
+                    f"the header {len(reader.fieldnames or [])} (an unquoted comma?)",
                     reason="bad_manifest",
                     path=str(path),
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(f"line {line_no} is not a JSON object", reason="bad_manifest", path=str(path))
-            rows.append(row)
+                )
+            rows.append(dict(row))
+    except csv.Error as e:
+        raise DataError(
+            f"line {reader.line_num} is not valid CSV ({e})", reason="bad_manifest", path=str(path)
+        ) from None
     return rows
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise DataError(
+            "reading Parquet needs pyarrow: pip install 'modalign[parquet]'", path=str(path)
+        ) from e
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DataError(
+            f"cannot read Parquet ({e}); the file is corrupt or not Parquet",
+            reason="bad_manifest",
+            path=str(path),
+        ) from None
+
+
+def resolve_inside(payload: str | Path, root: str | Path) -> Path:
+    """The real path a manifest cell names, refused unless it is inside ``root``.
+
+    For code that serves files to others: relative paths start at ``root``, then symlinks and
+    ``..`` are resolved and the result must lie under ``root`` (itself resolved). Training and
+    evaluation do not use it (see the module docstring).
+
+    Raises:
+        DataError: ``reason="outside_root"`` for a path (or a symlink target) outside ``root``.
+    """
+    base = Path(root).resolve()
+    path = Path(payload)
+    real = (path if path.is_absolute() else base / path).resolve()
+    if not real.is_relative_to(base):
+        raise DataError(
+            f"path {str(payload)!r} is outside the corpus root {base}",
+            reason="outside_root",
+            path=str(real),
+        )
+    return real
 
 
 def ensure_extracted(manifest: Path, archive: Path | None) -> None:
@@ -121,7 +210,7 @@ def ensure_extracted(manifest: Path, archive: Path | None) -> None:
             dest = target_parent / top.name
             if not dest.exists():
                 top.rename(dest)
-    except (tarfile.TarError, OSError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:  # gzip: EOFError, zlib.error
         raise DataError(f"cannot extract archive: {e}", reason="bad_archive", path=str(archive)) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,6 +15,12 @@ def resolve_file(payload: Any, base_dir: Path) -> Path:
     path = Path(payload)
     if not path.is_absolute():
         path = base_dir / path
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+        raise DataError(
+            f"not a usable file path ({e})", reason="missing_file", path=str(path)[:300]
+        ) from None
+    if not found:
         raise DataError("file not found", reason="missing_file", path=str(path))
     return path

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from modalign.data._audio_settings import audio_settings_problem, nyquist_or
 from modalign.data.transforms._files import resolve_file
 from modalign.data.transforms.base import Transform
-from modalign.errors import DataError
+from modalign.errors import ConfigError, DataError
 
 
 def hz_to_mel(f: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,7 @@ def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 
 def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> torch.Tensor:
     """Triangular HTK mel filters on the rfft bins: (n_mels, n_fft // 2 + 1)."""
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (sample_rate / n_fft)  # rfft bins
     edges = mel_to_hz(
         torch.linspace(
             hz_to_mel(torch.tensor(f_min, dtype=torch.float64)).item(),
@@ -53,6 +54,11 @@ def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     from scipy.signal import resample_poly
 
     ratio = Fraction(target_rate, orig_rate).limit_denominator(1000)
+    if ratio.numerator == 0:
+        raise DataError(
+            f"sample rate {orig_rate} Hz is more than 1000 times the model's {target_rate} Hz",
+            reason="bad_sample_rate",
+        )
     return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
@@ -85,7 +91,12 @@ class AudioTransform(Transform):
         self.f_min = f_min
         self.f_max = f_max
         self.max_samples = int(round(max_seconds * sample_rate))
-        self._fb = mel_filterbank(n_fft, n_mels, sample_rate, f_min, f_max or sample_rate / 2)
+        problem = audio_settings_problem(sample_rate, max_seconds, n_fft, hop_length, n_mels, f_min, f_max)
+        if problem is not None:
+            raise ConfigError(f"audio transform: {problem}")
+        self._fb = mel_filterbank(n_fft, n_mels, sample_rate, f_min, nyquist_or(sample_rate, f_max))
+        if not bool((self._fb.sum(dim=1) > 0).all()):  # the arithmetic above missed a rounding case
+            raise ConfigError("audio transform: an empty mel filter; lower n_mels or raise n_fft")
         self._window = torch.hann_window(n_fft)
 
     @property
@@ -95,10 +106,10 @@ class AudioTransform(Transform):
     def waveform(self, payload: Any, base_dir: Path) -> np.ndarray:
         """The mono float32 waveform at the model's rate, before padding/cropping."""
         if isinstance(payload, tuple) and len(payload) == 2:
-            data, rate = np.asarray(payload[0], dtype=np.float32), int(payload[1])
+            data, rate = _samples(payload[0]), _rate(payload[1])
             path = None
         elif isinstance(payload, np.ndarray):
-            data, rate, path = payload.astype(np.float32), self.sample_rate, None
+            data, rate, path = _samples(payload), self.sample_rate, None
         else:
             path = resolve_file(payload, base_dir)
             data, rate = _read(path)
@@ -142,6 +153,27 @@ class AudioTransform(Transform):
 
     def encoder_kwargs(self) -> dict[str, Any]:
         return {"n_mels": self.n_mels}
+
+
+def _samples(data: Any) -> np.ndarray:
+    try:
+        return np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError("audio samples must be an array of numbers", reason="wrong_type") from None
+
+
+def _rate(rate: Any) -> int:
+    """A sample rate given with an array: a positive whole number of Hz."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or value != int(value):
+        raise DataError(
+            f"bad sample rate {rate!r}: give (samples, rate) with a positive whole number of Hz",
+            reason="bad_sample_rate",
+        )
+    return int(value)
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:

@@ -1,7 +1,8 @@
 """Image transform: Pillow decode, grey/RGB, resize shorter side + centre crop, normalise.
 
 Output (C, size, size) float32. Accepts a file path (PNG, JPEG, anything Pillow decodes), a PIL
-image or an (H, W) / (H, W, C) uint8 array.
+image or an (H, W) / (H, W, C) array (C = 1, 3 or 4): uint8 (or any integers) in [0, 255], floats
+in [0, 1] (scaled by 255, as a uint8 image would be), or bools. Other ranges are refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from modalign.data.transforms._files import resolve_file
 from modalign.data.transforms.base import Transform
-from modalign.errors import DataError
+from modalign.errors import ConfigError, DataError
 
 _RESAMPLE = {"bilinear": 2, "bicubic": 3, "nearest": 0}  # PIL.Image.Resampling values
 
@@ -54,14 +55,15 @@ class ImageTransform(Transform):
         self.random_shift = random_shift
         self._mean = torch.tensor(_per_channel(self.mean, channels)).view(-1, 1, 1)
         self._std = torch.tensor(_per_channel(self.std, channels)).view(-1, 1, 1)
+        finite = bool(torch.isfinite(self._mean).all() and torch.isfinite(self._std).all())
+        if not finite or not bool((self._std > 0).all()):
+            raise ConfigError(f"image std must be > 0 and finite, got mean {self.mean}, std {self.std}")
 
     def load(self, payload: Any, base_dir: Path) -> torch.Tensor:
         from PIL import Image
 
         if isinstance(payload, np.ndarray):
-            if payload.ndim not in (2, 3) or payload.size == 0:
-                raise DataError(f"image array has shape {payload.shape}", reason="wrong_shape")
-            img = Image.fromarray(np.ascontiguousarray(payload))
+            img = Image.fromarray(_as_uint8(payload))
         elif isinstance(payload, Image.Image):
             img = payload
         else:
@@ -138,9 +140,43 @@ class ImageTransform(Transform):
         return {"in_channels": self.channels, "image_size": self.size}
 
 
+def _as_uint8(a: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, 1|3|4) image array as uint8: floats in [0, 1], integers in [0, 255]."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise DataError(
+            f"image array has shape {a.shape}; give (H, W) or (H, W, C) with C = 1, 3 or 4",
+            reason="wrong_shape",
+        )
+    if a.dtype == np.bool_:
+        return np.ascontiguousarray(a, dtype=np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise DataError("image array holds NaN or inf", reason="non_finite")
+        if a.min() < 0 or a.max() > 1:
+            raise DataError(
+                f"float image values must be in [0, 1], got [{a.min():g}, {a.max():g}]; "
+                "divide by 255, or pass a uint8 array",
+                reason="bad_image",
+            )
+        return np.ascontiguousarray(np.rint(a * 255.0), dtype=np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        if a.min() < 0 or a.max() > 255:
+            raise DataError(
+                f"integer image values must be in [0, 255], got [{a.min()}, {a.max()}]; "
+                "scale 16-bit images to 8 bits first",
+                reason="bad_image",
+            )
+        return np.ascontiguousarray(a, dtype=np.uint8)
+    raise DataError(f"image array of dtype {a.dtype} is not an image", reason="wrong_type")
+
+
 def _per_channel(values: tuple[float, ...], channels: int) -> list[float]:
     if len(values) == 1:
         return [float(values[0])] * channels
     if len(values) != channels:
-        raise DataError(f"normalisation has {len(values)} values for {channels} channels", reason="config")
+        raise ConfigError(
+            f"image normalisation has {len(values)} values for {channels} channels; give 1 or {channels}"
+        )
     return [float(v) for v in values]

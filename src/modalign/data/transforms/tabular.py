@@ -70,37 +70,62 @@ class TabularTransform(Transform):
             if is_missing(v):
                 out.append(math.nan)
                 continue
+            column = name if isinstance(name, str) else None  # a manifest column, not a list index
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-                raise DataError(f"feature {name!r} is not a number: {v!r}", reason="wrong_type")
+                raise DataError(
+                    f"feature {name!r} is not a number: {v!r}", reason="wrong_type", column=column
+                )
             try:
                 x = float(v)
-            except ValueError:
-                raise DataError(f"feature {name!r} is not a number: {v!r}", reason="wrong_type") from None
+            except (ValueError, OverflowError):
+                raise DataError(
+                    f"feature {name!r} is not a number: {v!r}", reason="wrong_type", column=column
+                ) from None
             if math.isinf(x):
-                raise DataError(f"feature {name!r} is infinite", reason="non_finite")
+                raise DataError(f"feature {name!r} is infinite ({v!r})", reason="non_finite", column=column)
             out.append(x)
         return out
 
     def fit(self, payloads: list[Any]) -> None:
-        rows = [self._numbers(self._split(p)[0]) for p in payloads]
+        """Statistics of the good payloads; a bad one (text, inf, another length) is left out here
+        and reported with its row when it is loaded."""
+        rows = []
+        for p in payloads:
+            try:
+                rows.append(self._numbers(self._split(p)[0]))
+            except DataError:
+                continue
         if not self.numeric and rows:
             self.width = len(rows[0])
+        rows = [r for r in rows if len(r) == self.width]
         cols = list(zip(*rows)) if rows else [()] * self.width
         # ``mean``/``std`` hold the shift and scale of any scaling: z = (x - mean) / std.
         self.mean, self.std = [], []
-        for col in cols:
+        for name, col in zip(self.numeric or range(len(cols)), cols):
             seen = [x for x in col if not math.isnan(x)]
             if self.scaling == "none" or not seen:
                 shift, scale = 0.0, 1.0
             elif self.scaling == "minmax":
                 shift, scale = min(seen), max(seen) - min(seen)
             else:
-                shift = sum(seen) / len(seen)
-                scale = math.sqrt(sum((x - shift) ** 2 for x in seen) / len(seen))
+                shift, scale = _mean_std(seen)
+            if not (math.isfinite(shift) and math.isfinite(scale)):
+                raise DataError(
+                    f"feature {name!r}: its values span more than a float64 holds "
+                    f"({min(seen):g} to {max(seen):g}); rescale the column",
+                    reason="non_finite",
+                    column=name if isinstance(name, str) else None,
+                )
             self.mean.append(shift)
             self.std.append(scale if scale > 0 else 1.0)
+        cats = []
+        for p in payloads:
+            try:
+                cats.append(self._split(p)[1])
+            except DataError:
+                continue
         for i, c in enumerate(self.categorical):
-            values = sorted({str(v) for p in payloads if not is_missing(v := self._split(p)[1][i])})
+            values = sorted({str(v) for row in cats if not is_missing(v := row[i])})
             self.vocab[c] = {v: j + 1 for j, v in enumerate(values)}
 
     def load(self, payload: Any, base_dir: Path) -> torch.Tensor | None:
@@ -116,7 +141,13 @@ class TabularTransform(Transform):
             0.0 if is_missing(v) else float(self.vocab[c].get(str(v), 0))
             for c, v in zip(self.categorical, cats)
         ]
-        return torch.tensor(z + flags + idx, dtype=torch.float32)
+        out = torch.tensor(z + flags + idx, dtype=torch.float32)
+        if not bool(torch.isfinite(out).all()):
+            raise DataError(
+                f"a feature is too large for float32 after scaling: {x}; rescale the column",
+                reason="non_finite",
+            )
+        return out
 
     def placeholder(self) -> torch.Tensor:
         flags = self.width if self.missing_flags else 0
@@ -150,3 +181,16 @@ class TabularTransform(Transform):
             "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical],
             "missing_flags": self.missing_flags,
         }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population std; values near the float64 limit are scaled first (no overflow)."""
+    try:
+        shift = sum(values) / len(values)
+        if math.isfinite(shift):
+            return shift, math.sqrt(sum((x - shift) ** 2 for x in values) / len(values))
+    except OverflowError:
+        pass
+    m = max(abs(x) for x in values)  # > 0: the plain sums overflowed
+    shift = m * (sum(x / m for x in values) / len(values))
+    return shift, m * math.sqrt(sum((x / m - shift / m) ** 2 for x in values) / len(values))

@@ -47,7 +47,7 @@ class TextTransform(Transform):
     def fit(self, payloads: list[Any]) -> None:
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-        texts = [p for p in payloads if isinstance(p, str) and p.strip()]
+        texts = [p for p in payloads if isinstance(p, str) and p.strip() and _is_unicode(p)]
         if not texts:
             raise DataError("no non-empty training text to learn a tokenizer from", reason="empty_text")
         tok = Tokenizer(models.BPE(unk_token="[UNK]"))
@@ -74,6 +74,10 @@ class TextTransform(Transform):
             raise DataError(f"expected text, got {type(payload).__name__}", reason="wrong_type")
         if not payload.strip():
             raise DataError("text is empty", reason="empty_text")
+        if not _is_unicode(payload):
+            raise DataError(
+                "text is not valid Unicode (a lone surrogate, e.g. a JSON escape \\ud800)", reason="bad_text"
+            )
         ids = self.tokenizer.encode(payload).ids[: self.max_length]
         if not ids:
             raise DataError("text has no tokens", reason="empty_text")
@@ -108,3 +112,12 @@ class TextTransform(Transform):
 
     def encoder_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": self.tokenizer.get_vocab_size(), "max_length": self.max_length}
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with lone surrogates (valid in JSON escapes, not text the tokenizer takes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -78,7 +78,7 @@ class TimeSeriesTransform(Transform):
         else:
             try:
                 arr = np.asarray(payload, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise DataError(
                     "time series must be numbers or lists of numbers of equal length",
                     reason="bad_value",
@@ -112,7 +112,13 @@ class TimeSeriesTransform(Transform):
 
     @staticmethod
     def _read_file(p: Path) -> np.ndarray:
-        if not p.exists():
+        try:
+            found = p.is_file()
+        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+            raise DataError(
+                f"not a usable file path ({e})", reason="missing_file", path=str(p)[:300]
+            ) from None
+        if not found:
             raise DataError("time series file does not exist", reason="missing_file", path=str(p))
         suffix = p.suffix.lower()
         try:
