@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from modalign import __version__
 
-app = typer.Typer(help="modalign: multimodal representation learning.", no_args_is_help=True)
+# exit codes, usage errors and Ctrl-C keep click's handling (typer may vendor click: found by name)
+_CLICK_FLOW: tuple[type[BaseException], ...] = (
+    typer.Exit,
+    typer.Abort,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
+
+
+class _ErrorLines(TyperGroup):
+    """Every failure of a command is one ``error:`` line and exit code 2 (see :func:`_fail`)."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer may vendor click)
+        try:
+            return super().invoke(ctx)
+        except _CLICK_FLOW:
+            raise
+        except Exception as e:
+            _fail(e)
+
+
+app = typer.Typer(cls=_ErrorLines, help="modalign: multimodal representation learning.", no_args_is_help=True)
 data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -28,8 +51,26 @@ def main(
     """modalign: align, fuse, distill, retrieve and evaluate any number of modalities."""
 
 
-def _fail(e: Exception) -> None:
-    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+def _fail(e: Exception) -> NoReturn:
+    """Print ``error: ...`` on stderr and exit with code 2; ``MODALIGN_DEBUG=1`` re-raises instead.
+
+    A :class:`ModalignError` or an :class:`OSError` (disk full, no permission) is the user's to fix
+    and prints as it is; anything else is a bug in modalign: ``error: internal error (Type: ...)``
+    with the hint to rerun with ``MODALIGN_DEBUG=1`` for the traceback.
+    """
+    from modalign.errors import ModalignError
+
+    if os.environ.get("MODALIGN_DEBUG", "") not in ("", "0"):
+        raise e
+    if isinstance(e, (ModalignError, OSError)):
+        message = str(e)  # several invalid config fields stay on indented lines below
+    else:
+        detail = " ".join(str(e).split())
+        message = (
+            f"internal error ({type(e).__name__}: {detail}); rerun with MODALIGN_DEBUG=1 for the "
+            "traceback and report it"
+        )
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
 
@@ -38,9 +79,17 @@ def train(
     config: Path = typer.Argument(..., help="experiment YAML"),
     out: Path = typer.Option(None, "--out", help="run directory (default runs/<config name>)"),
     set_: list[str] = typer.Option([], "--set", help="override a field: --set trainer.max_steps=100"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the newest checkpoint in --out"),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue the run in --out from its newest checkpoint (same config)"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="delete the earlier run in --out and start again"
+    ),
 ) -> None:
-    """Train a model, checkpointing as it goes, then evaluate it on the test split."""
+    """Train a model, checkpointing as it goes, then evaluate it on the test split.
+
+    --out must be new or empty unless --resume or --overwrite; it is locked while the run lasts.
+    """
     from modalign.config import load_config
     from modalign.errors import ModalignError
     from modalign.workflows.train import run_training
@@ -48,7 +97,7 @@ def train(
     try:
         cfg = load_config(config, set_)
         run_dir = out if out is not None else Path("runs") / config.stem
-        metrics = run_training(cfg, run_dir, resume=resume)
+        metrics = run_training(cfg, run_dir, resume=resume, overwrite=overwrite)
     except ModalignError as e:
         _fail(e)
         return
@@ -75,7 +124,10 @@ def eval_(
     split_column: str = typer.Option("split", "--split-column"),
     id_column: str = typer.Option("id", "--id-column"),
     out: Path | None = typer.Option(
-        None, "--out", help="directory for report.json (default: model dir's parent)"
+        None,
+        "--out",
+        help="directory for report.json and report.html (default: RUN/eval/<manifest>-<split>, "
+        "RUN being the model directory's parent)",
     ),
     higher_order: bool = typer.Option(
         False, "--higher-order", help="also retrieve each modality from all others (Symile MIP)"
@@ -83,8 +135,9 @@ def eval_(
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
-    from modalign.workflows.evaluate import run_eval
+    from modalign.workflows.evaluate import default_eval_dir, run_eval
 
+    where = out if out is not None else default_eval_dir(model_dir, data, split or None)
     try:
         run_eval(
             model_dir,
@@ -95,11 +148,12 @@ def eval_(
             prompts_split=prompts_split,
             split_column=split_column,
             id_column=id_column,
-            out_dir=out if out is not None else model_dir.parent,
+            out_dir=where,
             higher_order=higher_order,
         )
     except ModalignError as e:
         _fail(e)
+    typer.echo(f"report: {where / 'report.json'}   {where / 'report.html'}")
 
 
 @data_app.command("check")
@@ -124,3 +178,76 @@ def data_check(
     typer.echo(f"{n_rows} rows checked, {len(problems)} problem(s)")
     if problems:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def init(
+    manifest: Path = typer.Argument(..., help="JSONL, CSV or Parquet manifest, one row per sample"),
+    out: Path | None = typer.Option(
+        None, "--out", help="config to write (default: <manifest's folder name>.yaml here)"
+    ),
+    archive: Path | None = typer.Option(
+        None, "--archive", help="tar(.gz) holding the manifest, extracted next to itself first"
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="label column (default: a column named label, class, target, ...)"
+    ),
+    skip: list[str] = typer.Option([], "--skip", help="leave a column out (repeatable)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
+) -> None:
+    """Write a commented config inferred from a manifest's columns, and say what was inferred and why."""
+    from modalign.errors import ModalignError
+    from modalign.workflows.init import default_config_path, infer_config, write_config
+
+    target = out if out is not None else default_config_path(manifest)
+    try:
+        result = infer_config(manifest, archive, label=label, skip=skip, out=target)
+        write_config(result, target, force=force)
+    except ModalignError as e:
+        _fail(e)
+        return
+    width = max(len(f.column) for f in result.findings)
+    use = max(len(f.use) for f in result.findings)
+    typer.echo(f"{result.n_rows} rows in {manifest}")
+    for f in result.findings:
+        typer.echo(f"  {f.column:<{width}}  {f.use:<{use}}  {f.reason}")
+    for note in result.notes:
+        typer.echo(note)
+    typer.echo(f"wrote {target}; next:")
+    typer.echo(f"  modalign data check {manifest} --config {target}")
+    typer.echo(f"  modalign train {target}")
+
+
+_SECTIONS = {"encoders": "encoder", "objectives": "objective", "fusion": "fusion"}
+
+
+@app.command("list")
+def list_(
+    section: str | None = typer.Argument(None, help="encoders, objectives or fusion (default: all three)"),
+) -> None:
+    """List the registered encoders, objectives and fusion modules, one line each."""
+    import inspect
+
+    kinds = list(_SECTIONS.items())
+    if section is not None:
+        kinds = [(s, k) for s, k in kinds if section in (s, k)]
+        if not kinds:
+            typer.secho(
+                f"error: unknown section {section!r}; choose one of {', '.join(_SECTIONS)}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(code=2)
+    import modalign.encoders  # noqa: F401  (importing the packages registers their names)
+    import modalign.fusion  # noqa: F401
+    import modalign.objectives  # noqa: F401
+    from modalign.registry import lookup, names
+
+    for title, kind in kinds:
+        typer.echo(title)
+        found = names(kind)
+        width = max(map(len, found), default=0)
+        for name in found:
+            doc = inspect.getdoc(lookup(kind, name)) or "(no description)"
+            summary = " ".join(doc.split("\n\n")[0].split())  # the first paragraph, on one line
+            typer.echo(f"  {name:<{width}}  {summary}")

@@ -5,9 +5,12 @@ Relative paths in a config are resolved against the current working directory.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,7 +21,8 @@ Kind = Literal["image", "audio", "text", "tabular", "timeseries"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN/inf are never a setting (an inf lr passes gt=0 and trains NaNs)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ImageTransformConfig(_Frozen):
@@ -32,6 +36,15 @@ class ImageTransformConfig(_Frozen):
     interpolation: Literal["bilinear", "bicubic", "nearest"] = Field("bicubic", description="resize filter")
     random_shift: int = Field(0, ge=0, description="training augmentation: max translation in pixels")
 
+    @model_validator(mode="after")
+    def _normalisation_per_channel(self) -> ImageTransformConfig:
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, self.channels):
+                raise ValueError(f"{name} has {len(values)} values; give 1 or channels={self.channels}")
+        if any(v <= 0 for v in self.std):
+            raise ValueError(f"std must be > 0, got {list(self.std)}")
+        return self
+
 
 class AudioTransformConfig(_Frozen):
     """Audio loading: soundfile decode, mono mix-down, polyphase resampling, pad/crop, log-mel."""
@@ -43,6 +56,24 @@ class AudioTransformConfig(_Frozen):
     n_mels: int = Field(64, gt=0, description="mel bands of the log-mel spectrogram")
     f_min: float = Field(0.0, ge=0, description="lowest mel filter frequency in Hz")
     f_max: float | None = Field(None, gt=0, description="highest mel frequency in Hz; null = sample_rate / 2")
+
+    @model_validator(mode="after")
+    def _mel_filters_are_not_empty(self) -> AudioTransformConfig:
+        # at least one FFT window per clip, f_max <= Nyquist, no mel band narrower than the bins
+        from modalign.data._audio_settings import audio_settings_problem  # arithmetic, no torch
+
+        problem = audio_settings_problem(
+            self.sample_rate,
+            self.max_seconds,
+            self.n_fft,
+            self.hop_length,
+            self.n_mels,
+            self.f_min,
+            self.f_max,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class TextTransformConfig(_Frozen):
@@ -106,10 +137,13 @@ class ModalityConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _typed_transform(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") in _TRANSFORMS:
-            t = data.get("transform") or {}
+        if isinstance(data, dict) and isinstance(data.get("kind"), str) and data["kind"] in _TRANSFORMS:
+            t = data.get("transform")
+            t = {} if t is None else t
             if isinstance(t, dict):
-                data = {**data, "transform": _TRANSFORMS[data["kind"]](**t)}
+                data = {**data, "transform": _TRANSFORMS[data["kind"]].model_validate(t)}
+            elif not isinstance(t, _TRANSFORMS[data["kind"]]):
+                raise ValueError(f"transform must be a mapping of {data['kind']} settings, got {t!r}")
         return data
 
     @property
@@ -198,6 +232,13 @@ class RobustnessConfig(_Frozen):
     )
     explain_samples: int = Field(3, ge=0, description="samples whose per-step predictions are reported")
 
+    @model_validator(mode="after")
+    def _probabilities(self) -> RobustnessConfig:
+        probs = [*self.mcar_rates, *(p for d in self.mnar_drop.values() for p in d.values())]
+        if any(not 0 <= p <= 1 for p in probs):
+            raise ValueError(f"mcar_rates and mnar_drop hold probabilities in [0, 1], got {probs}")
+        return self
+
 
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
@@ -227,16 +268,16 @@ class TrainerConfig(_Frozen):
     )
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.1, ge=0, description="weight decay (see optimizer)")
-    betas: tuple[float, float] = Field((0.9, 0.98), description="Adam betas")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="Adam betas, each in [0, 1)")
     eps: float = Field(1e-6, gt=0, description="Adam epsilon")
     warmup_steps: int = Field(100, ge=0, description="linear warm-up steps before the cosine decay")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
-    grad_clip: float | None = Field(1.0, description="max global grad norm; null disables")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null disables")
     seed: int = Field(0, description="seeds model init, data order, dropout and augmentation")
     checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints (and at the end)")
     keep_checkpoints: int = Field(2, gt=0, description="newest checkpoints kept")
     val_every: int = Field(200, gt=0, description="steps between validation losses (and at the end)")
-    threads: int | None = Field(None, description="torch intra-op threads; null = torch default")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = torch default")
     select_best: bool = Field(
         False, description="save the weights with the lowest validation loss as the model"
     )
@@ -256,12 +297,26 @@ class TrainerConfig(_Frozen):
         description="fp32, or autocast of forward passes and losses to bf16 / fp16 (fp16 adds loss "
         "scaling and needs a GPU)",
     )
+    max_nonfinite_steps: int | None = Field(
+        None,
+        gt=0,
+        description="stop with an error after this many steps in a row with a non-finite loss or "
+        "gradient (each is skipped, never applied to the weights); null = 1, or 16 with "
+        "precision=fp16, whose loss scaler skips overflowing steps while halving its scale from 2**16",
+    )
 
     @field_validator("batch_size")
     @classmethod
     def _batch_of_two(cls, v: int | str) -> int | str:
         if isinstance(v, int) and v < 2:
             raise ValueError("batch_size must be >= 2 (contrastive losses need negatives) or 'full'")
+        return v
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"Adam betas must each be in [0, 1), got {list(v)}")
         return v
 
     @field_validator("device")
@@ -292,12 +347,21 @@ class EvalConfig(_Frozen):
     """Evaluation after training, on ``data.test_split``."""
 
     match_on: str | None = Field(None, description="positives share this column's value; null = same id")
-    ks: tuple[int, ...] = Field((1, 5, 10), description="k of the Recall@k retrieval metrics")
+    ks: tuple[int, ...] = Field(
+        (1, 5, 10), min_length=1, description="k of the Recall@k retrieval metrics (each >= 1)"
+    )
     zeroshot_text: str | None = Field(
         None, description="text modality giving class prototypes; null = the first text modality"
     )
     batch_size: int = Field(256, gt=0, description="rows per forward pass when embedding for evaluation")
     robustness: RobustnessConfig = Field(RobustnessConfig(), description="missing-modality evaluation")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"every k of Recall@k must be >= 1, got {list(v)}")
+        return v
 
 
 class ExperimentConfig(_Frozen):
@@ -379,18 +443,105 @@ class ExperimentConfig(_Frozen):
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a raw config dict in place."""
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a raw config dict in place.
+
+    A number addresses an item of a list (``objectives.0.weight=0.5``); one past the end appends
+    one. A list the config leaves out starts from the schema's default (``objectives.0.name=siglip``
+    replaces the default ``clip``). A number that is an integer key of a mapping stays an integer
+    (``eval.robustness.mnar_drop.worst.0=0.8``).
+    """
     if "=" not in assignment:
         raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
     key, value = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    node = raw
+    key = key.strip()
+    parts = key.split(".")
+    if "" in parts:
+        raise ConfigError(f"--set {key}: empty field name; write a.b.c=value")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({problem}); quote it") from None
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        where, last = ".".join(parts[:depth]), depth == len(parts) - 1
+        if isinstance(node, list):
+            slot: Any = _list_index(node, part, key, where)
+            if slot == len(node):
+                node.append(parsed if last else {})
+        elif isinstance(node, dict):
+            slot = int(part) if part not in node and _is_int(part) and int(part) in node else part
+            if not last and node.get(slot) is None:
+                node[slot] = _seed(parts[: depth + 1], _is_int(parts[depth + 1]))
+        else:
+            raise ConfigError(f"--set {key}: {where} is {node!r}, not a section or a list")
+        if last:
+            node[slot] = parsed
+            return
+        node = node[slot]
+
+
+def _is_int(part: str) -> bool:
+    return part.lstrip("-").isdigit()
+
+
+def _list_index(items: list[Any], part: str, key: str, where: str) -> int:
+    span = f"from 0 to {len(items)} ({len(items)} appends one)"
+    if not _is_int(part):
+        raise ConfigError(
+            f"--set {key}: {where} is a list; address its items by index {span}, e.g. {where}.0"
+        )
+    i = int(part)
+    if not 0 <= i <= len(items):
+        raise ConfigError(f"--set {key}: {where} has {len(items)} item(s); use an index {span}")
+    return i
+
+
+def _seed(parts: list[str], list_next: bool) -> Any:
+    """A section that ``--set`` creates: the schema's default when it is a list, else empty."""
+    owner: Any = ExperimentConfig
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = yaml.safe_load(value)
+        owner = _field_type(owner, part)
+    fields = getattr(owner, "model_fields", {})
+    if list_next and parts[-1] in fields:
+        default = fields[parts[-1]].get_default(call_default_factory=True)
+        if isinstance(default, (tuple, list)):
+            return [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
+    return [] if list_next else {}
+
+
+def _field_type(tp: Any, part: Any) -> Any:
+    """The type of item ``part`` of a value of type ``tp`` (a model, dict, tuple or optional)."""
+    if get_origin(tp) in (Union, UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(str(part))
+        return None if field is None else field.annotation
+    args = get_args(tp)
+    if get_origin(tp) is dict and len(args) == 2:
+        return args[1]
+    if get_origin(tp) in (tuple, list) and args:
+        return args[0]
+    return None
+
+
+def _message(err: Mapping[str, Any], root: Any, prefix: tuple[Any, ...] = ()) -> str:
+    """pydantic's message; an unknown key gets "did you mean" (or the fields its section accepts)."""
+    loc = tuple(err["loc"])
+    if err.get("type") != "extra_forbidden" or not loc:
+        return str(err["msg"])
+    owner = root
+    for part in loc[:-1]:
+        owner = _field_type(owner, part)
+    fields = list(getattr(owner, "model_fields", {}))
+    section = ".".join(str(p) for p in prefix + loc[:-1])
+    if not fields:
+        return "unknown field"
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean {section + '.' if section else ''}{close[0]}?"
+    return f"unknown field; {section or 'the config'} accepts: {', '.join(fields)}"
 
 
 def load_config(
@@ -408,8 +559,8 @@ def load_config(
         if path is None:
             raise ConfigError("a config path or a raw dict is required")
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError, RecursionError, yaml.YAMLError) as e:  # ValueError: not UTF-8
             raise ConfigError(f"cannot read config {path}: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
@@ -420,7 +571,7 @@ def load_config(
         try:
             return ExperimentConfig.model_validate(raw)
         except ValidationError as e:
-            lines = [_line(err["loc"], err["msg"]) for err in e.errors()]
+            lines = [_line(err["loc"], _message(err, ExperimentConfig)) for err in e.errors()]
     raise ConfigError(f"invalid config {path or ''}:\n" + "\n".join(lines))
 
 
@@ -437,14 +588,20 @@ def _transform_errors(raw: dict[str, Any]) -> list[str]:
         return []
     lines = []
     for name, m in modalities.items():
-        if (
-            not isinstance(m, dict)
-            or m.get("kind") not in _TRANSFORMS
-            or not isinstance(m.get("transform"), dict)
-        ):
+        if not isinstance(m, dict) or not isinstance(m.get("kind"), str) or m["kind"] not in _TRANSFORMS:
+            continue
+        if m.get("transform") is None:
+            continue
+        if not isinstance(m["transform"], dict):
+            where = ("modalities", name, "transform")
+            lines.append(_line(where, f"must be a mapping of {m['kind']} settings, got {m['transform']!r}"))
             continue
         try:
-            _TRANSFORMS[m["kind"]](**m["transform"])
+            _TRANSFORMS[m["kind"]].model_validate(m["transform"])
         except ValidationError as e:
-            lines += [_line(("modalities", name, "transform", *err["loc"]), err["msg"]) for err in e.errors()]
+            where = ("modalities", name, "transform")
+            lines += [
+                _line((*where, *err["loc"]), _message(err, _TRANSFORMS[m["kind"]], where))
+                for err in e.errors()
+            ]
     return lines

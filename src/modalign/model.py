@@ -17,7 +17,7 @@ from torch import nn
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
 from modalign.encoders import Encoder, ModalityTower, build_encoder
-from modalign.errors import CheckpointError, ConfigError, DataError
+from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
@@ -26,6 +26,8 @@ from modalign.types import Batch, EmbeddingBatch
 
 FORMAT = "modalign-model"
 FORMAT_VERSION = 1
+# what building from a hand-edited or foreign config.json raises, turned into CheckpointError
+_BAD_DESCRIPTION = (ConfigError, DataError, LookupError, TypeError, AttributeError, ValueError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,11 @@ class MultimodalModel(nn.Module):
         Inputs are loaded and collated on the CPU, then each batch moves to ``device`` once
         (None = absent if allowed).
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         spec = self.specs[modality]
         embs, feats, masks = [], [], []
+        finite = []  # (B,) per batch, checked once at the end (no device sync per batch)
         for start in range(0, len(inputs), batch_size):
             items: list[torch.Tensor | None] = []
             for k, x in enumerate(inputs[start : start + batch_size]):
@@ -260,12 +265,15 @@ class MultimodalModel(nn.Module):
                 items.append(t)
             present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
             emb, feat = self.tower(modality).embed(spec.transform.collate(items).to(device), present)
+            finite.append(emb.isfinite().all(1))
             embs.append(emb.float())
             feats.append(feat.float())
             masks.append(present)
         if not embs:
             empty = torch.zeros(0, self.embed_dim, device=device)
             return empty, empty, torch.zeros(0, dtype=torch.bool, device=device)
+        if bad := (~torch.cat(finite)).nonzero()[:, 0].tolist():
+            raise self.nonfinite_error(modality, bad, len(inputs), "inputs", "at positions")
         return torch.cat(embs), torch.cat(feats), torch.cat(masks)
 
     @torch.no_grad()
@@ -366,6 +374,7 @@ class MultimodalModel(nn.Module):
         Raises:
             DataError: an input cannot be read (names its position and the file).
             ConfigError: ``device`` is unknown or absent on this machine.
+            NonFiniteError: a row embeds to NaN/inf (names the rows and any non-finite weight).
         """
         if modality not in self.specs:
             raise DataError(
@@ -380,6 +389,27 @@ class MultimodalModel(nn.Module):
                 modality, list(inputs), batch_size, base, allow_missing=False, device=dev
             )
         return emb.cpu().numpy()
+
+    def nonfinite_error(
+        self, modality: str, rows: Sequence[object], n: int, what: str, where: str
+    ) -> NonFiniteError:
+        """The error for ``rows`` (positions or sample ids, ``where`` says which) of ``n`` ``what``
+        that embed to NaN/inf.
+
+        Names the model's non-finite weights when there are some (then every row fails), else
+        points at the inputs.
+        """
+        weights = nonfinite_tensors(self.state_dict())
+        cause = (
+            f"the model's weights are non-finite ({_names(weights)}): load or train a sound model"
+            if weights
+            else "check those inputs for NaN/inf values (or a model that overflows on them)"
+        )
+        first = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        return NonFiniteError(
+            f"modality {modality!r}: {len(rows)} of {n} {what} embed to non-finite values (NaN/inf), "
+            f"first {where} {first}; non-finite embeddings are never scored: {cause}"
+        )
 
     @contextmanager
     def _evaluating(self) -> Iterator[None]:
@@ -430,8 +460,12 @@ class MultimodalModel(nn.Module):
         from safetensors.torch import save
 
         directory = Path(directory)
-        self.save_transforms(directory)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        if bad := nonfinite_tensors(state):
+            raise CheckpointError(
+                f"refusing to save to {directory}: non-finite (NaN/inf) weights in {_names(bad)}"
+            )
+        self.save_transforms(directory)
         atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": FORMAT}))
 
     @classmethod
@@ -442,23 +476,32 @@ class MultimodalModel(nn.Module):
             desc = json.loads((directory / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{directory} is not a modalign model directory: {e}") from None
-        if desc.get("format") != FORMAT:
+        if not isinstance(desc, dict) or desc.get("format") != FORMAT:
             raise CheckpointError(f"{directory}/config.json is not a {FORMAT} config")
-        specs = []
-        for name, m in desc["modalities"].items():
-            transform = build_transform(m["kind"], m["transform"])
-            transform.load_state(directory, name)
-            specs.append(
-                ModalitySpec(name, m["kind"], m["column"], m["encoder"], m["encoder_kwargs"], transform)
+        try:
+            specs = []
+            for name, m in desc["modalities"].items():
+                transform = build_transform(m["kind"], m["transform"])
+                transform.load_state(directory, name)
+                specs.append(
+                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], m["encoder_kwargs"], transform)
+                )
+            fusion = desc.get("fusion")
+            return cls(
+                specs,
+                desc["embed_dim"],
+                desc["head"],
+                None if fusion is None else FusionSpec.from_description(fusion),
+                bool(desc.get("aligned", True)),
             )
-        fusion = desc.get("fusion")
-        return cls(
-            specs,
-            desc["embed_dim"],
-            desc["head"],
-            None if fusion is None else FusionSpec.from_description(fusion),
-            bool(desc.get("aligned", True)),
-        )
+        except CheckpointError:
+            raise
+        except _BAD_DESCRIPTION as e:
+            # a config.json edited by hand or from another version: never a bare KeyError/TypeError
+            raise CheckpointError(
+                f"{directory}/config.json has a wrong structure or value ({type(e).__name__}: {e}); "
+                "save the model again with this version of modalign"
+            ) from None
 
     @classmethod
     def from_pretrained(
@@ -467,12 +510,20 @@ class MultimodalModel(nn.Module):
         """Load a saved model, on the CPU, then moved to ``device`` when given ("cuda", "mps", ...).
 
         Raises:
-            CheckpointError: a missing, truncated or foreign model directory.
+            CheckpointError: a missing, truncated or foreign model directory, or non-finite
+                (NaN/inf) weights (named).
             ConfigError: ``device`` is unknown or absent on this machine.
         """
         model = cls.from_config_dir(directory)
+        path = Path(directory) / "model.safetensors"
+        weights = load_safetensors(path)
+        if bad := nonfinite_tensors(weights):
+            raise CheckpointError(
+                f"{path} holds non-finite (NaN/inf) weights in {_names(bad)}: it comes from a "
+                "diverged or damaged run; retrain (e.g. with a lower trainer.lr) or use an earlier copy"
+            )
         try:
-            model.load_state_dict(load_safetensors(Path(directory) / "model.safetensors"))
+            model.load_state_dict(weights)
         except RuntimeError as e:  # missing/unexpected keys or shape mismatch
             raise CheckpointError(f"weights in {directory} do not match its config.json: {e}") from None
         model._placed(device)
@@ -487,6 +538,22 @@ def _encoder(spec: ModalitySpec) -> Encoder:
         raise ConfigError(
             f"modalities.{spec.name}.encoder_params: {spec.encoder} rejects them: {e}"
         ) from None
+
+
+def nonfinite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not _finite(v)]
+
+
+def _finite(t: torch.Tensor) -> bool:
+    # A NaN/inf element makes the sum non-finite, so a finite sum proves every element finite; a
+    # non-finite sum may be an overflow of finite values, so only then is each element checked.
+    return bool(t.detach().sum().isfinite()) or bool(t.detach().isfinite().all())
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -504,6 +571,24 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def load(path: str | Path, device: str | torch.device | None = None) -> MultimodalModel:
     """Load a model directory written by ``MultimodalModel.save`` (or ``modalign train``).
 
+    ``path`` may also be a run directory (``modalign train --out RUN``): its ``RUN/model`` is loaded.
     It is read on the CPU (whatever device it was trained on) and moved to ``device`` when given.
+
+    Raises:
+        CheckpointError: neither ``path`` nor ``path/model`` holds a model (says which was looked
+            for, and that an unfinished run has checkpoints but no model yet).
     """
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        path = path / "model"  # a run directory
+    elif not (path / "config.json").is_file():
+        if (path / "checkpoints").is_dir():
+            raise CheckpointError(
+                f"{path} is a run directory without a finished model ({path / 'model'} is missing): "
+                f"finish the run with `modalign train CONFIG --out {path} --resume`"
+            )
+        raise CheckpointError(
+            f"no model in {path}: expected {path / 'config.json'} (a model directory) or "
+            f"{path / 'model' / 'config.json'} (a run directory written by modalign train)"
+        )
     return MultimodalModel.from_pretrained(path, device)
