@@ -71,6 +71,41 @@ def split_rows(manifest: Manifest, split_column: str, split: str | None) -> list
     return [i for i, r in enumerate(manifest.rows) if r.get(split_column) == split]
 
 
+def absent_modalities(
+    manifest: Manifest, sources: Sequence[ModalitySource], rows: Sequence[int]
+) -> dict[str, float]:
+    """Modality name -> fraction of ``rows`` where its payload is missing (1.0 = never present)."""
+    n = max(len(rows), 1)
+    return {s.name: sum(s.payload(manifest.rows[i]) is None for i in rows) / n for s in sources}
+
+
+def check_presence(manifest: Manifest, sources: Sequence[ModalitySource], rows: Sequence[int]) -> list[str]:
+    """Refuse a modality absent from every training row; warnings for those absent from > 50%.
+
+    A modality never present would be fitted on nothing (a tokenizer without a vocabulary, mean 0 /
+    std 1) and trained on nothing, and evaluation would report chance as if it were a result.
+
+    Raises:
+        DataError: naming each such modality, its column and the manifest.
+    """
+    absent = absent_modalities(manifest, sources, rows)
+    columns = {s.name: s.column for s in sources}
+    never = [m for m, f in absent.items() if f >= 1.0]
+    if never:
+        names = ", ".join(f"{m} (column {columns[m]!r})" for m in never)
+        raise DataError(
+            f"modality {names} is absent from every training row of {manifest.path}: check its "
+            "column name (`column:` in the config; nested JSON fields are not read) and the split",
+            reason="modality_never_present",
+            column=columns[never[0]],
+        )
+    return [
+        f"warning: modality {m} (column {columns[m]!r}) is absent from {f:.0%} of the training rows"
+        for m, f in absent.items()
+        if f > 0.5
+    ]
+
+
 def fit_transforms(manifest: Manifest, sources: Sequence[ModalitySource], rows: Sequence[int]) -> None:
     """Fit every transform on the present payloads of ``rows`` (the training split)."""
     for src in sources:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modalign.config import ExperimentConfig
-from modalign.data.dataset import fit_transforms, load_samples, split_rows
+from modalign.data.dataset import check_presence, fit_transforms, load_samples, split_rows
 from modalign.data.loading import duplicate_ids, label_errors, open_manifest
 from modalign.data.manifest import Manifest
 from modalign.errors import DataError
@@ -38,6 +38,10 @@ def check_manifest(path: Path, cfg: ExperimentConfig) -> tuple[list[DataError], 
     every = range(len(manifest.rows))
     rows = split_rows(manifest, d.split_column, d.train_split) or list(every)
     problems: list[DataError] = []
+    try:  # a modality never present in training is a problem; a warning is not
+        check_presence(manifest, sources, rows)
+    except DataError as e:
+        problems.append(e)
     fitted = []
     for src in sources:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from modalign.config import ExperimentConfig
-from modalign.data.dataset import SampleSet, fit_transforms, split_rows
+from modalign.data.dataset import SampleSet, check_presence, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.data.manifest import Manifest
 from modalign.errors import ConfigError, OutputError
@@ -95,6 +96,8 @@ def _train(
                 "data.test_split: null to train without a test evaluation"
             )
         sources = build_sources(cfg)
+        for warning in check_presence(manifest, sources, train_rows):
+            print(warning, file=sys.stderr)
         fit_transforms(manifest, sources, train_rows)
         columns = {t.label_column for t in cfg.fusion.tasks} if cfg.fusion is not None else set()
         labels = {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns}
