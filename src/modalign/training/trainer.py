@@ -44,6 +44,7 @@ from modalign.training.checkpoint import (
 from modalign.training.devices import autocast, check_precision, resolve_device
 from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
+from modalign.training.progress import TrainingProgress
 from modalign.training.schedule import lr_at
 from modalign.types import Batch, EmbeddingBatch, LossOutput
 
@@ -359,49 +360,7 @@ class Trainer:
         atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
 
     def _progress(self, start: int) -> Any:
-        return _ProgressBar(start, self.max_steps, enabled=self.show_progress)
-
-
-class _ProgressBar:
-    """Rich progress bar showing loss, throughput and ETA (a no-op when disabled)."""
-
-    def __init__(self, start: int, total: int, enabled: bool):
-        self.start, self.total, self.enabled = start, total, enabled
-
-    def __enter__(self) -> Callable[[dict[str, float]], None]:
-        if not self.enabled:
-            return lambda metrics: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self.bar.__enter__()
-        self.task = self.bar.add_task(
-            "train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0
-        )
-
-        def advance(metrics: dict[str, float]) -> None:
-            self.bar.update(self.task, advance=1, loss=metrics["loss"], rate=metrics["samples_per_s"])
-
-        return advance
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
+        return TrainingProgress(start, self.max_steps, enabled=self.show_progress)
 
 
 def nonfinite_limit(config: TrainerConfig) -> int:

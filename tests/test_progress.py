@@ -1,0 +1,67 @@
+"""Progress outside a terminal: plain lines (step, loss, samples/s, ETA), not a silent Rich bar."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import tiny_config, write_dataset
+
+from modalign.training.progress import TrainingProgress
+
+ROOT = Path(__file__).resolve().parents[1]
+LINE = re.compile(
+    r"^train step (\d+)/(\d+)  loss \d+\.\d{4}  \d+ samples/s  elapsed \d+:\d\d:\d\d  ETA \d+:\d\d:\d\d$"
+)
+
+
+def test_plain_lines_on_the_first_every_nth_and_last_step():
+    out = io.StringIO()  # not a TTY
+    with TrainingProgress(start=0, total=12, enabled=True, stream=out, every=5, seconds=1e9) as advance:
+        for _ in range(12):
+            advance({"loss": 1.5, "samples_per_s": 100.0})
+    lines = out.getvalue().splitlines()
+    assert all(LINE.match(ln) for ln in lines), lines
+    assert [int(LINE.match(ln).group(1)) for ln in lines] == [1, 5, 10, 12]
+
+
+def test_a_resumed_run_counts_from_its_step_and_disabled_prints_nothing():
+    out = io.StringIO()
+    with TrainingProgress(start=7, total=9, enabled=True, stream=out, every=50) as advance:
+        advance({"loss": 1.0, "samples_per_s": 1.0})
+        advance({"loss": 1.0, "samples_per_s": 1.0})
+    assert [ln.split()[2] for ln in out.getvalue().splitlines()] == ["8/9", "9/9"]
+    quiet = io.StringIO()
+    with TrainingProgress(0, 3, enabled=False, stream=quiet) as advance:
+        advance({"loss": 1.0, "samples_per_s": 1.0})
+    assert quiet.getvalue() == ""
+
+
+def test_a_training_run_piped_to_a_file_prints_progress_lines(tmp_path: Path) -> None:
+    import yaml
+
+    manifest = write_dataset(tmp_path / "data")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(manifest, max_steps=3)))
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:  # stdout and stderr to a file, as `modalign train ... > log 2>&1`
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modalign",
+                "train",
+                str(tmp_path / "c.yaml"),
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text
+    steps = [m.group(1) for ln in text.splitlines() if (m := LINE.match(ln))]
+    assert steps == ["1", "3"], text
