@@ -236,12 +236,7 @@ class _TiledInfoNCE(torch.autograd.Function):
                     # P_ii − 1 = expm1(−lse'): exact even when the positive takes all the mass.
                     g.diagonal().copy_(torch.expm1(-row_lse[r0:r1]) + torch.expm1(-col_lse[r0:r1]))
                 # Accumulate 2B·G (the 1/(2B) and upstream factor are applied once at the end).
-                g_in = g.to(a.dtype)
-                if acc == a.dtype:
-                    ga_r.addmm_(g_in, b_c)  # (R, D), not yet times s
-                else:
-                    ga_r += (g_in @ b_c).to(acc)
-                grad_b[c0:c1].addmm_(g_in.T, a_rs)  # (C, D)
+                _accumulate(g.to(a.dtype), a_rs, b_c, ga_r, grad_b[c0:c1])
             grad_s += (ga_r * a_r.to(acc)).sum()
             grad_a[r0:r1] = (ga_r * (scale.to(acc) * coef)).to(a.dtype)
         grad_b.mul_(coef.to(a.dtype))
@@ -318,12 +313,7 @@ class _TiledSigLIP(torch.autograd.Function):
                     g.diagonal().neg_()
                 grad_t += g.sum()
                 g *= coef
-                g_in = g.to(a.dtype)
-                if acc == a.dtype:
-                    ga_r.addmm_(g_in, b_c)  # (R, D), not yet times s
-                else:
-                    ga_r += (g_in @ b_c).to(acc)
-                grad_b[c0:c1].addmm_(g_in.T, a_rs)  # (C, D)
+                _accumulate(g.to(a.dtype), a_rs, b_c, ga_r, grad_b[c0:c1])
             grad_s += (ga_r * a_r.to(acc)).sum()
             grad_a[r0:r1] = (ga_r * scale.to(acc)).to(a.dtype)
         return (
@@ -334,6 +324,18 @@ class _TiledSigLIP(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _accumulate(
+    g: torch.Tensor, a_rs: torch.Tensor, b_c: torch.Tensor, ga_r: torch.Tensor, grad_b_c: torch.Tensor
+) -> None:
+    """Add one tile's ``G`` (R, C) to the row gradient ``ga_r += G b_c`` (in ``ga_r``'s accumulation
+    dtype, not yet times s) and to the column gradient ``grad_b_c += Gᵀ a_rs`` (C, D), in place."""
+    if ga_r.dtype == g.dtype:
+        ga_r.addmm_(g, b_c)  # (R, D)
+    else:
+        ga_r += (g @ b_c).to(ga_r.dtype)
+    grad_b_c.addmm_(g.T, a_rs)  # (C, D)
 
 
 def _siglip_tile(

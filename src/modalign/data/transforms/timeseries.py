@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modalign.data.transforms._files import resolve_file
 from modalign.data.transforms.base import Transform
 from modalign.errors import DataError
 
@@ -70,9 +71,7 @@ class TimeSeriesTransform(Transform):
         """
         path: str | None = None
         if isinstance(payload, (str, Path)):
-            p = Path(payload)
-            if not p.is_absolute():
-                p = Path(base_dir) / p
+            p = resolve_file(payload, Path(base_dir))
             path = str(p)
             arr = self._read_file(p)
         else:
@@ -112,14 +111,6 @@ class TimeSeriesTransform(Transform):
 
     @staticmethod
     def _read_file(p: Path) -> np.ndarray:
-        try:
-            found = p.is_file()
-        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
-            raise DataError(
-                f"not a usable file path ({e})", reason="missing_file", path=str(p)[:300]
-            ) from None
-        if not found:
-            raise DataError("time series file does not exist", reason="missing_file", path=str(p))
         suffix = p.suffix.lower()
         try:
             if suffix == ".npy":
