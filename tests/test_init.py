@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from modalign.cli import app
 from modalign.config import load_config
-from modalign.workflows.init import _nested_supported
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
@@ -224,9 +223,8 @@ def test_init_places_every_kind_of_column_and_the_config_trains(tmp_path: Path) 
         "keywords": "not used",
         "report": "not used",
         "mixed": "not used",
-        # a field of a nested object: a feature once the reader resolves dotted columns, else
-        # reported as not used (the README's data section documents nested fields)
-        "meta.site": "feature of tabular" if _nested_supported() else "not used",
+        # a field of a nested object: a feature read through its dotted column
+        "meta.site": "feature of tabular",
     }
     assert found == expected, output
     raw = yaml.safe_load(cfg.read_text())
@@ -242,7 +240,7 @@ def test_init_places_every_kind_of_column_and_the_config_trains(tmp_path: Path) 
     }
     assert mods["photo"]["transform"]["channels"] == 3 and mods["photo"]["transform"]["size"] == 10
     assert mods["motion"]["transform"]["channels"] == 2 and mods["sensor"]["transform"]["channels"] == 3
-    categorical = ["sex", "smoker"] + ["meta.site"] * _nested_supported()
+    categorical = ["sex", "smoker", "meta.site"]
     assert mods["tabular"]["transform"] == {"numeric": ["age"], "categorical": categorical}
     assert (raw["data"]["val_split"], raw["data"]["label_column"]) == ("valid", "class")
     # the reasons are printed, per column

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from modalign.data.manifest import Manifest, is_missing
+from modalign.data.manifest import Manifest, cell, is_missing
 from modalign.data.transforms import Transform
 from modalign.errors import DataError
 from modalign.types import Batch
@@ -29,13 +29,23 @@ class ModalitySource:
     transform: Transform
 
     def payload(self, row: dict[str, Any]) -> Any:
-        """The raw payload of this modality in ``row``; None when missing."""
+        """The raw payload of this modality in ``row``; None when missing.
+
+        ``column`` may be a dotted path into nested objects (:func:`cell`). A tabular modality
+        whose column holds an object takes it whole (the transform infers numeric and categorical
+        fields from the training rows) or, with named features, reads each name inside that object
+        first, then in the row (``numeric: [area_km2]`` or ``[tabular.area_km2]`` both work).
+        """
         t = self.transform
-        columns = getattr(t, "numeric", ()) + getattr(t, "categorical", ())
-        if t.kind == "tabular" and columns:
-            values = {c: row.get(c) for c in columns}
-            return None if all(is_missing(v) for v in values.values()) else values
-        value = row.get(self.column)
+        value = cell(row, self.column)
+        if t.kind == "tabular":
+            columns = getattr(t, "numeric", ()) + getattr(t, "categorical", ())
+            if columns:
+                inside = value if isinstance(value, dict) else {}
+                values = {c: v if (v := cell(inside, c)) is not None else cell(row, c) for c in columns}
+                return None if all(is_missing(v) for v in values.values()) else values
+            if isinstance(value, dict) and all(is_missing(v) for v in value.values()):
+                return None
         return None if is_missing(value) else value
 
 
@@ -68,7 +78,7 @@ def split_rows(manifest: Manifest, split_column: str, split: str | None) -> list
     """Row numbers of ``split`` (every row when ``split`` is None or the column is absent)."""
     if split is None:
         return list(range(len(manifest.rows)))
-    return [i for i, r in enumerate(manifest.rows) if r.get(split_column) == split]
+    return [i for i, r in enumerate(manifest.rows) if cell(r, split_column) == split]
 
 
 def absent_modalities(
@@ -95,7 +105,8 @@ def check_presence(manifest: Manifest, sources: Sequence[ModalitySource], rows: 
         names = ", ".join(f"{m} (column {columns[m]!r})" for m in never)
         raise DataError(
             f"modality {names} is absent from every training row of {manifest.path}: check its "
-            "column name (`column:` in the config; nested JSON fields are not read) and the split",
+            "column name (`column:` in the config; a dotted name such as `a.b` reads a nested field) "
+            "and the split",
             reason="modality_never_present",
             column=columns[never[0]],
         )
@@ -150,7 +161,7 @@ def load_samples(
             for name, value in loaded.items():
                 out.data[name].append(value)
             for c in keep_columns:
-                v = row.get(c)
+                v = cell(row, c)
                 out.columns[c].append(None if is_missing(v) else v)
         if progress is not None:
             progress(n + 1)

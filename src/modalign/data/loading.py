@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modalign.data.dataset import ModalitySource, SampleSet, load_samples, split_rows
-from modalign.data.manifest import Manifest, ensure_extracted, is_missing, read_manifest
+from modalign.data.manifest import Manifest, cell, ensure_extracted, is_missing, read_manifest
 from modalign.errors import DataError
 
 _SHOWN = 5  # duplicate ids named in an error message
@@ -48,7 +48,7 @@ def label_errors(manifest: Manifest, rows: Sequence[int], columns: Sequence[str]
     errors = []
     for i in rows:
         for c in dict.fromkeys(columns):
-            v = manifest.rows[i].get(c)
+            v = cell(manifest.rows[i], c)
             if not is_missing(v) and not isinstance(v, (str, int, float)):
                 errors.append(
                     DataError(
@@ -90,7 +90,7 @@ def load_split(
     """
     rows = split_rows(manifest, split_column, split)
     if required and not rows:
-        found = sorted({str(r.get(split_column)) for r in manifest.rows})
+        found = sorted({str(cell(r, split_column)) for r in manifest.rows})
         raise DataError(
             f"split {split!r} selects no rows (column {split_column!r} holds {found[:10]})",
             reason="empty_split",

@@ -2,6 +2,9 @@
 
 A missing value (null, the empty string, absent key, NaN) is ``None``: the modality is absent for that
 row. Other columns, nested JSON included, are kept as they are and ignored unless a config names them.
+A config names a field of a nested object (a JSON object in JSONL, a struct column in Parquet) with a
+dotted column, ``spoken_description.fr``; a key that itself holds the dot (``{"a.b": ...}``) wins
+over the path (see :func:`cell`).
 Text manifests are UTF-8 (a leading byte-order mark is allowed); anything else is a
 :class:`DataError` naming the byte offset and line.
 
@@ -54,6 +57,23 @@ def is_missing(value: Any) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     return False
+
+
+def cell(row: dict[str, Any], column: str) -> Any:
+    """The value of ``column`` in ``row``; None when absent.
+
+    ``column`` is a key of the row or, when the row has no such key, a dotted path into nested
+    objects: ``"a.b"`` reads ``row["a"]["b"]``. A literal key wins, so a CSV header ``a.b`` (CSV has
+    no nesting) and a JSON key with a dot read as they always did.
+    """
+    if column in row:
+        return row[column]
+    value: Any = row
+    for part in column.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 def read_manifest(path: str | Path) -> Manifest:

@@ -7,7 +7,7 @@ from pathlib import Path
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import check_presence, fit_transforms, load_samples, split_rows
 from modalign.data.loading import duplicate_ids, label_errors, open_manifest
-from modalign.data.manifest import Manifest
+from modalign.data.manifest import Manifest, cell
 from modalign.errors import DataError
 
 
@@ -81,14 +81,14 @@ def _label_errors(manifest: Manifest, cfg: ExperimentConfig, train_rows: list[in
 
     columns = {t.label_column for t in cfg.fusion.tasks}
     try:
-        spec = build_fusion_spec(cfg, {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns})
+        spec = build_fusion_spec(cfg, {c: [cell(manifest.rows[i], c) for i in train_rows] for c in columns})
     except DataError as e:
         return [e]
     assert spec is not None
     errors = []
     for i, row in enumerate(manifest.rows):
         try:
-            encode_targets(spec.tasks, {c: [row.get(c)] for c in columns}, row_offset=i)
+            encode_targets(spec.tasks, {c: [cell(row, c)] for c in columns}, row_offset=i)
         except DataError as e:
             errors.append(e)
     return errors

@@ -28,7 +28,7 @@ import yaml
 
 from modalign.config import load_config
 from modalign.data.loading import open_manifest
-from modalign.data.manifest import Manifest, is_missing
+from modalign.data.manifest import Manifest, cell, is_missing
 from modalign.errors import ConfigError
 from modalign.io import atomic_write_bytes
 
@@ -168,17 +168,9 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def _cell(row: dict[str, Any], column: str) -> Any:
-    """``row[column]``; a dotted name reads into nested objects."""
-    v: Any = row
-    for part in column.split(".") if column not in row else [column]:
-        v = v.get(part) if isinstance(v, dict) else None
-    return v
-
-
 def _values(rows: list[dict[str, Any]], column: str) -> list[Any]:
     """The present values of ``column``."""
-    return [v for r in rows if not is_missing(v := _cell(r, column))]
+    return [v for r in rows if not is_missing(v := cell(r, column))]
 
 
 def _roles(plan: _Plan, m: Manifest, todo: list[str]) -> list[str]:
@@ -261,7 +253,7 @@ def _modalities(plan: _Plan, m: Manifest, todo: list[str], k: int) -> dict[str, 
         values = _values(m.rows, column)
         for c, vs in _flatten(column, values):
             name = _unique(_identifier(c), out)
-            spec = _one_column(plan, m, c, name, vs, tab, k, nested=c != column)
+            spec = _one_column(plan, m, c, name, vs, tab, k)
             if spec is None:
                 continue
             out[name] = spec if name == c else {**spec, "column": c}
@@ -306,16 +298,11 @@ def _one_column(
     values: list[Any],
     tab: _Tabular,
     k: int,
-    *,
-    nested: bool,
 ) -> dict[str, Any] | None:
     """The modality ``name`` of column ``c`` (None when it is a tabular feature or not used)."""
     n = len(m.rows)
     if not values:
         plan.found(c, "not used", "empty in every row")
-        return None
-    if nested and not _nested_supported():
-        plan.found(c, "not used", "a field of a nested object: copy it into a top-level column")
         return None
     if len({repr(v) for v in values}) == 1 and len(values) == n:
         plan.found(c, "not used", f"the same value in every row ({_short(values[0])})")
@@ -576,7 +563,7 @@ def _redundant_texts(plan: _Plan, m: Manifest, mods: dict[str, Any], texts: list
             if a == b or b in drop:
                 continue
             ca, cb = mods[a].get("column", a), mods[b].get("column", b)
-            cells = [(_cell(r, ca), _cell(r, cb)) for r in m.rows]
+            cells = [(cell(r, ca), cell(r, cb)) for r in m.rows]
             pairs = [(x, y) for x, y in cells if isinstance(x, str) and isinstance(y, str)]
             inside = sum(x.lower() in y.lower() for x, y in pairs)
             longer = sum(len(y) for _, y in pairs) > sum(len(x) for x, _ in pairs)
@@ -694,29 +681,6 @@ def _match_on(m: Manifest, mods: dict[str, dict[str, Any]], label: _Label | None
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def _nested_supported() -> bool:
-    """Whether the manifest reader resolves dotted columns into nested objects, for a modality
-    held in one column and for the scalar columns of a tabular modality (probed, not assumed)."""
-    from modalign.data.dataset import ModalitySource
-
-    class _Probe:
-        kind = "text"
-        numeric: tuple[str, ...] = ()
-        categorical: tuple[str, ...] = ()
-
-    class _TabularProbe(_Probe):
-        kind = "tabular"
-        numeric = ("a.b",)
-
-    row = {"a": {"b": "x"}}
-    try:
-        one = ModalitySource("probe", "a.b", _Probe()).payload(row)  # type: ignore[arg-type]
-        grouped = ModalitySource("probe", "probe", _TabularProbe()).payload(row)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001  (any failure means: not supported)
-        return False
-    return one == "x" and grouped == {"a.b": "x"}
 
 
 def _type(v: Any) -> str:

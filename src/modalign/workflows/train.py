@@ -15,7 +15,7 @@ import yaml
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, check_presence, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.data.manifest import Manifest
+from modalign.data.manifest import Manifest, cell
 from modalign.errors import ConfigError, OutputError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
@@ -100,7 +100,7 @@ def _train(
             print(warning, file=sys.stderr)
         fit_transforms(manifest, sources, train_rows)
         columns = {t.label_column for t in cfg.fusion.tasks} if cfg.fusion is not None else set()
-        labels = {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns}
+        labels = {c: [cell(manifest.rows[i], c) for i in train_rows] for c in columns}
         torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
         model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
         # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)

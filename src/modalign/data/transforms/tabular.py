@@ -88,7 +88,12 @@ class TabularTransform(Transform):
 
     def fit(self, payloads: list[Any]) -> None:
         """Statistics of the good payloads; a bad one (text, inf, another length) is left out here
-        and reported with its row when it is loaded."""
+        and reported with its row when it is loaded. Without named features and with objects as
+        payloads (a nested object), the features are inferred first (:func:`infer_features`)."""
+        if not self.numeric and not self.categorical and any(isinstance(p, dict) for p in payloads):
+            self.numeric, self.categorical = infer_features([p for p in payloads if isinstance(p, dict)])
+            self.vocab = {c: {} for c in self.categorical}
+            self.width = len(self.numeric)
         rows = []
         for p in payloads:
             try:
@@ -181,6 +186,35 @@ class TabularTransform(Transform):
             "cardinalities": [len(self.vocab[c]) + 1 for c in self.categorical],
             "missing_flags": self.missing_flags,
         }
+
+
+def infer_features(objects: list[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric, categorical) field names of ``objects``, in first-seen order.
+
+    A field whose present values are all numbers (or strings that parse as finite numbers, as CSV
+    and some JSON exports write them) is numeric; one of strings, booleans or a mix of those with
+    numbers is categorical; a field holding lists or objects is left out (name it in
+    ``transform.numeric`` / ``categorical`` or give it its own modality).
+    """
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for key in dict.fromkeys(k for o in objects for k in o):
+        seen = [v for o in objects if not is_missing(v := o.get(key))]
+        if not seen or any(isinstance(v, (list, dict)) for v in seen):
+            continue
+        (numeric if all(_is_number(v) for v in seen) else categorical).append(key)
+    return tuple(numeric), tuple(categorical)
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    try:
+        return isinstance(v, str) and math.isfinite(float(v))
+    except ValueError:
+        return False
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -1,0 +1,122 @@
+"""Nested fields: a dotted column reads nested JSON objects (JSONL) and struct columns (Parquet); a
+tabular modality takes a whole nested object with its numeric/categorical split inferred."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import tiny_config, write_dataset
+
+from modalign.config import load_config
+from modalign.data.dataset import fit_transforms, split_rows
+from modalign.data.loading import load_split
+from modalign.data.manifest import cell, read_manifest
+from modalign.workflows.build import build_sources
+from modalign.workflows.check import check_manifest
+from modalign.workflows.train import run_training
+
+CONTINENTS = ["Europe", "Asia", "Africa"]
+
+
+def _nest(row: dict[str, Any], k: int) -> dict[str, Any]:
+    """The synthetic row with its audio inside ``spoken`` and a ``country`` object of mixed types."""
+    out = {key: v for key, v in row.items() if key not in ("audio", "extra")}
+    out["spoken"] = {"fr": row["audio"], "en": None}
+    area = None if k % 7 == 3 else float(10 + 3 * k)
+    out["country"] = {"area_km2": area, "continent": CONTINENTS[k % 3], "flag": k % 2 == 0, "tags": ["x"]}
+    return out
+
+
+def _nested_manifest(tmp_path: Path, suffix: str = ".jsonl") -> Path:
+    manifest = write_dataset(tmp_path / "data", {"train": 24, "val": 4, "test": 8})
+    rows = [_nest(json.loads(line), k) for k, line in enumerate(manifest.read_text().splitlines())]
+    if suffix == ".parquet":
+        out = manifest.with_suffix(".parquet")
+        pq.write_table(pa.Table.from_pylist(rows), out)  # spoken and country become struct columns
+        return out
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def _config(manifest: Path, **country: Any) -> dict[str, Any]:
+    raw = tiny_config(manifest, max_steps=2)
+    raw["modalities"]["audio"]["column"] = "spoken.fr"
+    raw["modalities"]["country"] = {"kind": "tabular", "transform": country}
+    return raw
+
+
+def test_cell_reads_nested_paths_and_a_literal_dotted_key_wins() -> None:
+    row = {"a": {"b": {"c": 1}}, "x.y": "literal", "x": {"y": "nested"}, "s": "text"}
+    assert cell(row, "a.b.c") == 1
+    assert cell(row, "a.b") == {"c": 1}
+    assert cell(row, "x.y") == "literal"
+    assert cell(row, "s.t") is None  # a path through a string is absent, not an error
+    assert cell(row, "a.z") is None and cell(row, "missing") is None
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_dotted_columns_and_whole_objects_load_as_written(tmp_path: Path, suffix: str) -> None:
+    manifest_path = _nested_manifest(tmp_path, suffix)
+    cfg = load_config(raw=_config(manifest_path))
+    manifest = read_manifest(manifest_path)
+    sources = build_sources(cfg)
+    train_rows = split_rows(manifest, "split", "train")
+    fit_transforms(manifest, sources, train_rows)
+    country = next(s for s in sources if s.name == "country").transform
+    # inferred from the training values: numbers, then strings/booleans; the list field left out
+    assert country.numeric == ("area_km2",)
+    assert country.categorical == ("continent", "flag")
+    samples = load_split(manifest, sources, "train", show_progress=False)
+    assert len(samples) == 24 and not samples.skipped
+    assert all(x is not None for x in samples.data["audio"])  # every row's spoken.fr is read
+    # the features against a restatement: (x - mean) / std over the present training areas
+    areas = [None if k % 7 == 3 else 10.0 + 3 * k for k in range(24)]
+    seen = [a for a in areas if a is not None]
+    mean = sum(seen) / len(seen)
+    std = math.sqrt(sum((a - mean) ** 2 for a in seen) / len(seen))
+    continents = {c: i + 1 for i, c in enumerate(sorted(CONTINENTS))}
+    flags = {"False": 1, "True": 2}
+    for k, x in enumerate(samples.data["country"]):
+        assert x is not None
+        a = areas[k]
+        expected = [0.0 if a is None else (a - mean) / std, float(a is None)]
+        expected += [continents[CONTINENTS[k % 3]], flags[str(k % 2 == 0)]]
+        torch.testing.assert_close(x, torch.tensor(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_named_features_override_the_inferred_split(tmp_path: Path) -> None:
+    manifest_path = _nested_manifest(tmp_path)
+    # names inside the object, or full dotted paths from the row: both read the same field
+    for names in (["area_km2"], ["country.area_km2"]):
+        cfg = load_config(raw=_config(manifest_path, numeric=names, categorical=["flag"]))
+        manifest = read_manifest(manifest_path)
+        sources = build_sources(cfg)
+        fit_transforms(manifest, sources, split_rows(manifest, "split", "train"))
+        t = next(s for s in sources if s.name == "country").transform
+        assert t.numeric == tuple(names) and t.categorical == ("flag",)
+        assert t.mean[0] == pytest.approx(sum(10.0 + 3 * k for k in range(24) if k % 7 != 3) / 21)
+
+
+def test_nested_run_trains_checks_clean_and_reloads(tmp_path: Path) -> None:
+    manifest = _nested_manifest(tmp_path)
+    cfg = load_config(raw=_config(manifest))
+    problems, n = check_manifest(manifest, cfg)
+    assert problems == [] and n == 36
+    metrics = run_training(cfg, tmp_path / "run", show_progress=False)
+    assert "retrieval/audio->text/R@1" in metrics
+    import modalign
+
+    model = modalign.load(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert saved["modalities"]["country"]["transform"]["numeric"] == ["area_km2"]
+    row = {"area_km2": 40.0, "continent": "Asia", "flag": True, "tags": []}
+    emb = model.encode([row], modality="country")
+    assert emb.shape == (1, 16) and bool(np.isfinite(emb).all())
