@@ -273,14 +273,14 @@ def test_unexpected_exceptions_become_one_error_line_unless_debugging(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(check, "check_manifest", broken)
+    monkeypatch.setattr(check, "check_data", broken)
     cfg = _cfg_file(tmp_path, tiny_config(dataset))
     line = _one_error_line(_check(dataset, cfg))
     assert "internal error" in line and "KeyError" in line and "MODALIGN_DEBUG=1" in line
     monkeypatch.setenv("MODALIGN_DEBUG", "1")
     result = _check(dataset, cfg)
     assert isinstance(result.exception, KeyError)  # the real traceback, for a bug report
-    monkeypatch.setattr(check, "check_manifest", lambda *a, **k: (_ for _ in ()).throw(DataError("bad")))
+    monkeypatch.setattr(check, "check_data", lambda *a, **k: (_ for _ in ()).throw(DataError("bad")))
     assert isinstance(_check(dataset, cfg).exception, DataError)
 
 
@@ -294,7 +294,7 @@ def test_non_finite_and_non_numeric_tabular_values_are_listed_with_row_and_colum
     rows[6]["a"] = 1e999  # json.dumps writes Infinity
     write_jsonl(tmp_path / "m.jsonl", rows)
     raw = {
-        "data": {"manifest": str(tmp_path / "m.jsonl")},
+        "data": {"manifest": str(tmp_path / "m.jsonl"), "test_split": None},  # train rows only
         "modalities": {"t": {"kind": "tabular", "transform": {"numeric": ["a", "b"]}}, "text": TEXT},
     }
     result = _check(tmp_path / "m.jsonl", _cfg_file(tmp_path, raw))
@@ -404,7 +404,8 @@ def test_data_check_extracts_the_configs_archive_first(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "set.tar.gz", "w:gz") as tar:
         tar.add(src, arcname="set")
     manifest = tmp_path / "set" / "manifest.jsonl"
-    raw = {**TEXT_ONLY, "data": {"manifest": str(manifest), "archive": str(tmp_path / "set.tar.gz")}}
+    data = {"manifest": str(manifest), "archive": str(tmp_path / "set.tar.gz"), "test_split": None}
+    raw = {**TEXT_ONLY, "data": data}
     result = _check(manifest, _cfg_file(tmp_path, raw))
     assert result.exit_code == 0, result.output
     assert "6 rows checked, 0 problem(s)" in result.output

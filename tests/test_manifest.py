@@ -123,7 +123,9 @@ def test_data_check_reports_every_problem_and_writes_nothing(tmp_path: Path) -> 
 
     manifest = _broken_manifest(tmp_path / "d")
     cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(tiny_config(manifest)))
+    raw = tiny_config(manifest)
+    raw["data"]["test_split"] = None  # the manifest holds train rows only
+    cfg_path.write_text(yaml.safe_dump(raw))
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     result = CliRunner().invoke(app, ["data", "check", str(manifest), "--config", str(cfg_path)])
     assert result.exit_code == 1, result.output

@@ -32,7 +32,7 @@ def test_a_modality_never_present_in_training_is_refused_before_training(tmp_pat
         run_training(cfg, tmp_path / "run", show_progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
     problems, _ = check_manifest(manifest, cfg)
-    assert [p.reason for p in problems] == ["modality_never_present"]
+    assert [p.reason for p in problems] == ["modality_never_present", "split_missing_modality"]
 
 
 def test_a_mostly_absent_modality_trains_with_a_warning(tmp_path: Path, capsys) -> None:

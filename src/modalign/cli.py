@@ -162,21 +162,26 @@ def data_check(
     config: Path = typer.Option(..., "--config", help="experiment YAML naming the modalities"),
     set_: list[str] = typer.Option([], "--set", help="override a config field"),
 ) -> None:
-    """Report every problem (row, column, file); exit 1 when there is one. Writes nothing."""
+    """Per split and modality the rows present, absent and bad, then every problem (row, column,
+    file); exit 1 when there is one. Writes nothing."""
     from modalign.config import load_config
     from modalign.errors import ModalignError
-    from modalign.workflows.check import check_manifest
+    from modalign.workflows.check import check_data, coverage_table
 
     try:
         cfg = load_config(config, set_)
-        problems, n_rows = check_manifest(manifest, cfg)
+        result = check_data(manifest, cfg)
     except ModalignError as e:
         _fail(e)
         return
-    for p in problems:
+    for line in coverage_table(result.coverage):
+        typer.echo(line)
+    for w in result.warnings:
+        typer.echo(w, err=True)
+    for p in result.problems:
         typer.echo(str(p))
-    typer.echo(f"{n_rows} rows checked, {len(problems)} problem(s)")
-    if problems:
+    typer.echo(f"{result.n_rows} rows checked, {len(result.problems)} problem(s)")
+    if result.problems:
         raise typer.Exit(code=1)
 
 

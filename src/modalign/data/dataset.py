@@ -134,6 +134,7 @@ def load_samples(
     on_error: str = "skip",
     collect_all: bool = False,
     progress: Callable[[int], None] | None = None,
+    tally: Counter[tuple[str, str]] | None = None,
 ) -> SampleSet:
     """Load and transform ``rows`` of the manifest.
 
@@ -142,11 +143,12 @@ def load_samples(
             :class:`DataError`.
         collect_all: keep every error in ``errors`` (for ``data check``), not only the first 20.
         progress: called with the number of rows done so far.
+        tally: counts ``(modality, "present" | "absent" | "bad")`` over ``rows`` (for ``data check``).
     """
     out = SampleSet(data={s.name: [] for s in sources}, columns={c: [] for c in keep_columns})
     for n, i in enumerate(rows):
         row = manifest.rows[i]
-        loaded, problems = _load_row(row, i, sources, manifest)
+        loaded, problems = _load_row(row, i, sources, manifest, tally)
         if not problems and all(v is None for v in loaded.values()):
             problems = [DataError("no modality is present", reason="no_modality", row=i)]
         if problems:
@@ -169,19 +171,27 @@ def load_samples(
 
 
 def _load_row(
-    row: dict[str, Any], i: int, sources: Sequence[ModalitySource], manifest: Manifest
+    row: dict[str, Any],
+    i: int,
+    sources: Sequence[ModalitySource],
+    manifest: Manifest,
+    tally: Counter[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, torch.Tensor | None], list[DataError]]:
+    tally = Counter() if tally is None else tally
     loaded: dict[str, torch.Tensor | None] = {}
     problems: list[DataError] = []
     for src in sources:
         payload = src.payload(row)
         if payload is None:
             loaded[src.name] = None
+            tally[src.name, "absent"] += 1
             continue
         try:
-            loaded[src.name] = src.transform.load(payload, manifest.base_dir)
+            loaded[src.name] = value = src.transform.load(payload, manifest.base_dir)
+            tally[src.name, "present" if value is not None else "absent"] += 1
         except DataError as e:
             problems.append(e.located(row=i, column=src.column))
+            tally[src.name, "bad"] += 1
     return loaded, problems
 
 

@@ -1,4 +1,4 @@
-"""Load the splits a run needs, with a Rich progress bar for the preprocessing pass.
+"""Load the splits a run needs, with progress for the preprocessing pass (:class:`RowProgress`).
 
 Before any file of a split is read, its ids must be unique (a repeated id would make id-matched
 retrieval count a sample's twin as its match, up to R@1 = 1.0), and its labels and match keys must be
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 from modalign.data.dataset import ModalitySource, SampleSet, load_samples, split_rows
 from modalign.data.manifest import Manifest, cell, ensure_extracted, is_missing, read_manifest
+from modalign.data.progress import RowProgress
 from modalign.errors import DataError
 
 _SHOWN = 5  # duplicate ids named in an error message
@@ -102,20 +101,7 @@ def load_split(
         raise bad[0]
     bad_rows = {e.row for e in bad}
     good = [i for i in rows if i not in bad_rows]
-    ctx: Any = nullcontext()
-    if show_progress:
-        from rich.progress import Progress
-
-        ctx = Progress(transient=True)
-    with ctx as bar:
-        update = None
-        if bar is not None:
-            task = bar.add_task(f"loading {split or 'all'} ({len(good)} rows)", total=len(good))
-
-            def update(done: int) -> None:
-                if done % 64 == 0 or done == len(good):
-                    bar.update(task, completed=done)
-
+    with RowProgress(f"loading {split or 'all'}", len(good), enabled=show_progress) as update:
         out = load_samples(
             manifest,
             sources,

@@ -33,6 +33,13 @@ from modalign.workflows.build import (
     check_params,
 )
 from modalign.workflows.check import key_columns
+from modalign.workflows.coverage import (
+    coverage_problems,
+    refuse,
+    sample_coverage,
+    split_coverage,
+    task_columns,
+)
 from modalign.workflows.rundir import check_free_space, open_run
 
 
@@ -96,7 +103,9 @@ def _train(
                 "data.test_split: null to train without a test evaluation"
             )
         sources = build_sources(cfg)
-        for warning in check_presence(manifest, sources, train_rows):
+        errors, warnings = coverage_problems(cfg, split_coverage(cfg, manifest, sources))
+        refuse(errors)  # a test split the evaluation cannot use: before training, not after it
+        for warning in check_presence(manifest, sources, train_rows) + warnings:
             print(warning, file=sys.stderr)
         fit_transforms(manifest, sources, train_rows)
         columns = {t.label_column for t in cfg.fusion.tasks} if cfg.fusion is not None else set()
@@ -125,6 +134,9 @@ def _train(
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
             check_labels(model, samples, split)
+    if test is not None and len(test):  # every test file of a modality may have been bad
+        loaded = sample_coverage(test, d.test_split or "", task_columns(cfg))
+        refuse([e for e in coverage_problems(cfg, {"test": loaded})[0] if e.reason != "empty_split"])
 
     if cfg.model.teacher is not None:
         teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
