@@ -21,7 +21,7 @@ from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteEr
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
-from modalign.tasks import TaskSpec
+from modalign.tasks import TaskSpec, decode_outputs
 from modalign.types import Batch, EmbeddingBatch
 
 FORMAT = "modalign-model"
@@ -295,6 +295,27 @@ class MultimodalModel(nn.Module):
             emb = self._embed_inputs(inputs, batch_size, base_dir, self._placed(device))
             probs = self.task_probabilities(self.fuse(emb), emb.present)
         return {k: v.cpu().numpy() for k, v in probs.items()}
+
+    @property
+    def class_names(self) -> dict[str, list[Any] | None]:
+        """Task -> its classes in output order (the columns of :meth:`predict`); None for
+        regression. Empty for a model without a fusion section."""
+        tasks = self.fusion_spec.tasks if self.fusion_spec is not None else ()
+        return {t.name: None if t.classes is None else list(t.classes) for t in tasks}
+
+    def predict_labels(
+        self,
+        inputs: Mapping[str, Sequence[Any]],
+        batch_size: int = 64,
+        base_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        threshold: float = 0.5,
+    ) -> dict[str, list[Any]]:
+        """:meth:`predict`, decoded: task -> per sample the most probable class (multiclass), the
+        classes with probability >= ``threshold`` (multilabel) or the value (regression)."""
+        probs = self.predict(inputs, batch_size, base_dir, device)
+        assert self.fusion_spec is not None  # predict refused a model without tasks
+        return {t.name: decode_outputs(t, probs[t.name], threshold) for t in self.fusion_spec.tasks}
 
     @torch.no_grad()
     def explain(self, sample: Mapping[str, Any], base_dir: str | Path | None = None) -> dict[str, Any]:

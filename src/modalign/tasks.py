@@ -230,3 +230,26 @@ def encode_targets(
             mask = mask & ~torch.isnan(y)
         out[spec.name] = Target(y=y, mask=mask)
     return out
+
+
+def decode_outputs(spec: TaskSpec, outputs: Any, threshold: float = 0.5) -> list[Any]:
+    """Per row, what a task's outputs say in the label column's own values.
+
+    Args:
+        outputs: (N, C) probabilities (multiclass, multilabel) or (N, 1) values (regression), as
+            :meth:`MultimodalModel.predict` returns them.
+        threshold: probability from which a multilabel class is predicted.
+
+    Returns:
+        The most probable class (multiclass; ties go to the first), the list of classes at or
+        above ``threshold`` (multilabel) or the float value (regression).
+    """
+    rows = [list(map(float, r)) for r in outputs]
+    if spec.kind == "regression":
+        return [r[0] for r in rows]
+    classes = spec.classes
+    if classes is None:
+        raise ConfigError(f"task {spec.name!r} has no classes to name")
+    if spec.kind == "multilabel":
+        return [[c for c, p in zip(classes, r) if p >= threshold] for r in rows]
+    return [classes[max(range(len(r)), key=r.__getitem__)] for r in rows]
