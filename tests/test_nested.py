@@ -120,3 +120,38 @@ def test_nested_run_trains_checks_clean_and_reloads(tmp_path: Path) -> None:
     row = {"area_km2": 40.0, "continent": "Asia", "flag": True, "tags": []}
     emb = model.encode([row], modality="country")
     assert emb.shape == (1, 16) and bool(np.isfinite(emb).all())
+
+
+def test_init_proposes_nested_fields_and_its_config_checks_and_trains(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from modalign.cli import app
+
+    manifest = _nested_manifest(tmp_path)
+    cfg = tmp_path / "nested.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(manifest), "--out", str(cfg)])
+    assert result.exit_code == 0, result.output
+    uses = {
+        ln.split()[0]: " ".join(ln.split()[1:3]) for ln in result.output.splitlines() if ln.startswith("  ")
+    }
+    assert uses["spoken.fr"] == "modality spoken_fr", result.output
+    assert uses["spoken.en"] == "not used"  # null in every row
+    assert all(uses[f"country.{f}"] == "feature of" for f in ("area_km2", "continent", "flag")), result.output
+    raw = yaml.safe_load(cfg.read_text())
+    assert raw["modalities"]["spoken_fr"]["column"] == "spoken.fr"
+    assert raw["modalities"]["spoken_fr"]["kind"] == "audio"
+    check = runner.invoke(app, ["data", "check", str(manifest), "--config", str(cfg)])
+    assert check.exit_code == 0 and "0 problem(s)" in check.output, check.output
+    # data check sees the nested modality in every row of every split
+    table = {tuple(ln.split()) for ln in check.output.splitlines()}
+    for split, n in (("train", "24"), ("val", "4"), ("test", "8")):
+        assert (split, n, "spoken_fr", n, "0", "0") in table, check.output
+    fast = ["trainer.max_steps=2", "trainer.batch_size=8", "trainer.warmup_steps=0", "trainer.val_every=2"]
+    run = tmp_path / "run"
+    args = ["train", str(cfg), "--out", str(run), *[x for s in fast for x in ("--set", s)]]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    report = json.loads((run / "report.json").read_text())
+    assert np.isfinite(report["retrieval/spoken_fr->image/R@1"]), sorted(report)
