@@ -83,6 +83,7 @@ def test_plain_progress_lines_while_checking_a_long_split(tmp_path: Path, datase
     assert lines[0].startswith("checking train: 1/3 rows (33%)  elapsed 0:00:00  ETA")
     assert lines[1].startswith("checking train: 2/3 rows (67%)")
     assert lines[-1].startswith("checking train: 3 rows in ") and len(lines) == 3
+    assert RowProgress("x", 1).seconds == 10.0  # the cadence the README states
     quiet = io.StringIO()
     check_data(dataset, load_config(raw=tiny_config(dataset)), show_progress=False, stream=quiet)
     assert quiet.getvalue() == ""

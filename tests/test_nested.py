@@ -155,3 +155,15 @@ def test_init_proposes_nested_fields_and_its_config_checks_and_trains(tmp_path: 
     assert trained.exit_code == 0, trained.output
     report = json.loads((run / "report.json").read_text())
     assert np.isfinite(report["retrieval/spoken_fr->image/R@1"]), sorted(report)
+
+
+def test_the_readme_example_of_nested_fields_validates() -> None:
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Nested fields", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = load_config(raw={"data": {"manifest": "m.jsonl"}, **yaml.safe_load(block)})
+    assert cfg.column("speech") == "spoken_description.fr" and cfg.column("country") == "country"
+    assert cfg.modalities["country"].transform.numeric == ()  # inferred from the data
+    assert cfg.modalities["area"].transform.numeric == ("area_km2",)
