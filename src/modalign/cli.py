@@ -251,3 +251,42 @@ def list_(
             doc = inspect.getdoc(lookup(kind, name)) or "(no description)"
             summary = " ".join(doc.split("\n\n")[0].split())  # the first paragraph, on one line
             typer.echo(f"  {name:<{width}}  {summary}")
+
+
+@app.command()
+def serve(
+    index: Path = typer.Argument(..., help="index directory (modalign index build)"),
+    model: Path = typer.Option(..., "--model", help="the model directory that embedded the index"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (other than loopback: set a key)"),
+    port: int = typer.Option(8000, "--port"),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        help="require header X-API-Key on every route but /health and the page "
+        "(default: $MODALIGN_API_KEY; none when unset)",
+    ),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="allow this origin (repeatable)"),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="request body limit (413 above)"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds before a request answers 504"),
+    max_batch: int = typer.Option(64, "--max-batch", help="queries per encode call (1 = no micro-batching)"),
+) -> None:
+    """Serve search over HTTP (FastAPI) with a web page at /; binds 127.0.0.1 unless told otherwise."""
+    from modalign.serving.server import api_key_from, build_app, is_loopback
+    from modalign.serving.server import serve as run_server
+    from modalign.serving.settings import ServeSettings
+
+    key = api_key_from(api_key)
+    settings = ServeSettings(
+        api_key=key,
+        max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)),
+        timeout_s=timeout,
+        cors_origins=tuple(cors_origin),
+        max_batch=max_batch,
+    )
+    app_ = build_app(index, model, settings)
+    if not is_loopback(host) and key is None:
+        typer.secho(
+            f"warning: serving on {host} without an API key: anyone who can reach it can search", err=True
+        )
+    typer.echo(f"serving {index} on http://{host}:{port}/ (API docs: /docs)")
+    run_server(app_, host, port)
