@@ -93,7 +93,8 @@ class NonFiniteError(ModalignError):
 
 
 class IndexStoreError(ModalignError):
-    """A vector index on disk is missing, damaged or not an index, or another process is writing it."""
+    """A vector index or embedded corpus on disk is missing, damaged or unfinished, or another process
+    is writing it."""
 
 
 class ItemNotFoundError(ModalignError, KeyError):
