@@ -290,3 +290,23 @@ def serve(
         )
     typer.echo(f"serving {index} on http://{host}:{port}/ (API docs: /docs)")
     run_server(app_, host, port)
+
+
+@app.command()
+def embed(
+    model_dir: Path = typer.Argument(..., help="a model directory (RUN/model) or run directory"),
+    data: Path = typer.Option(..., "--data", help="manifest whose rows to embed (JSONL, CSV, Parquet)"),
+    modality: str = typer.Option(..., "--modality", help="the model's modality to embed, e.g. image"),
+    out: Path = typer.Option(..., "--out", help="output directory (rerun the same command to resume)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="rows per forward pass"),
+    chunk_rows: int = typer.Option(4096, "--chunk-rows", help="manifest rows per output chunk"),
+    id_column: str = typer.Option("id", "--id-column"),
+) -> None:
+    """Embed one modality of a corpus into chunks of vectors + ids + metadata; resumable."""
+    from modalign.workflows.embed import describe, run_embed
+
+    summary = run_embed(
+        model_dir, data, modality, out, batch_size=batch_size, chunk_rows=chunk_rows, id_column=id_column
+    )
+    for line in describe(summary):
+        typer.echo(line)
