@@ -95,3 +95,40 @@ def assert_brute_force_results(
     for g, e in zip(got, expected):  # ids differ only inside a tie
         if g != e:
             assert abs(float(served.vectors[g] @ q) - float(served.vectors[e] @ q)) < 1e-5
+
+
+class ServerThread:
+    """A real uvicorn server on a free 127.0.0.1 port, in a thread, for browser and load tests."""
+
+    def __init__(self, app: Any):
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

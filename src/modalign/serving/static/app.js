@@ -42,6 +42,7 @@ async function loadInfo() {
       `query by ${info.query_kinds.join(", ")}${media}.`;
   } catch (e) {
     $("info").textContent = `Cannot read the index info (${e.message}). Enter the API key under Options if needed.`;
+    if (e.message.startsWith("401")) { $("options").open = true; }
   }
 }
 
