@@ -34,6 +34,8 @@ class _ErrorLines(TyperGroup):
 app = typer.Typer(cls=_ErrorLines, help="modalign: multimodal representation learning.", no_args_is_help=True)
 data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+index_app = typer.Typer(help="Build vector indexes of embedded corpora.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 
 def _version(value: bool) -> None:
@@ -310,3 +312,64 @@ def embed(
     )
     for line in describe(summary):
         typer.echo(line)
+
+
+@index_app.command("build")
+def index_build(
+    emb_dir: Path = typer.Argument(..., help="embeddings written by modalign embed"),
+    out: Path = typer.Option(..., "--out", help="index directory to create (new or empty)"),
+    kind: str = typer.Option("flat", "--kind", help="flat (exact), hnsw or ivfpq (approximate)"),
+    param: list[str] = typer.Option([], "--param", help="a kind's parameter: --param ef_search=128"),
+) -> None:
+    """Build a crash-safe index (FAISS) of an embedded corpus, metadata included."""
+    from modalign.workflows.search import build_index, parse_params
+
+    with build_index(emb_dir, out, kind, parse_params(param)) as idx:
+        typer.echo(f"indexed {len(idx)} items of dim {idx.dim} ({idx.kind}) into {out}")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="an index built by modalign index build"),
+    model: Path | None = typer.Option(None, "--model", help="model directory (default: the index's)"),
+    text: str | None = typer.Option(None, "--text", help="a text query"),
+    image: Path | None = typer.Option(None, "--image", help="an image file as the query"),
+    audio: Path | None = typer.Option(None, "--audio", help="an audio file as the query"),
+    like: str | None = typer.Option(None, "--like", help="find items similar to this indexed id"),
+    k: int = typer.Option(10, "--k", help="number of results"),
+    filter_: list[str] = typer.Option(
+        [], "--filter", help="metadata filter, repeatable: split=test, label=a|b, year>=2000, or JSON"
+    ),
+    weight: list[str] = typer.Option([], "--weight", help="composed queries: --weight text=0.7 (default 1)"),
+    combine: str = typer.Option("auto", "--combine", help="sum, symile, or auto (symile if trained with it)"),
+    as_json: bool = typer.Option(False, "--json", help='print {"results": [{id, score, metadata}]}'),
+) -> None:
+    """Search an index with text, an image, audio (several compose) or --like ID."""
+    import json
+
+    from modalign.search import Index
+    from modalign.workflows.search import hits_json, hits_lines, parse_filters, parse_params
+    from modalign.workflows.search import search as run_search
+
+    queries = {
+        "text": text,
+        "image": None if image is None else str(image),
+        "audio": None if audio is None else str(audio),
+    }
+    weights = {name: float(w) for name, w in parse_params(weight).items()}
+    with Index.open(index_dir) as idx:
+        hits = run_search(
+            idx,
+            model_dir=model,
+            queries=queries,
+            like=like,
+            k=k,
+            where=parse_filters(filter_),
+            weights=weights,
+            combine=combine,
+        )
+    if as_json:
+        typer.echo(json.dumps(hits_json(hits), ensure_ascii=False))
+    else:
+        for line in hits_lines(hits):
+            typer.echo(line)

@@ -11,37 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config, write_jsonl
+import search_fixtures
 from typer.testing import CliRunner
 
 from modalign.cli import app
-from modalign.config import load_config
 from modalign.errors import ConfigError, IndexStoreError
 from modalign.model import load
 from modalign.search.embeddings import read_embeddings
 from modalign.workflows.embed import run_embed
-from modalign.workflows.train import run_training
 
-
-@pytest.fixture(scope="module")
-def model_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("embed_run") / "run"
-    run_training(load_config(raw=tiny_config(dataset, max_steps=2)), run, show_progress=False)
-    return run / "model"
-
-
-@pytest.fixture(scope="module")
-def corpus(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic rows with absolute paths; rows 3, 10, 11 lack the image, row 5's file is gone."""
-    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
-    for r in rows:
-        r["image"], r["audio"] = str(dataset.parent / r["image"]), str(dataset.parent / r["audio"])
-    for i in (3, 10, 11):
-        rows[i]["image"] = None
-    rows[5]["image"] = str(dataset.parent / "images" / "nope.png")
-    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    write_jsonl(path, rows)
-    return path
+model_dir, corpus = search_fixtures.model_dir, search_fixtures.corpus  # shared session fixtures
 
 
 def test_chunks_hold_model_encode_ids_and_metadata(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
