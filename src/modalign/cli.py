@@ -258,7 +258,9 @@ def list_(
 @app.command()
 def serve(
     index: Path = typer.Argument(..., help="index directory (modalign index build)"),
-    model: Path = typer.Option(..., "--model", help="the model directory that embedded the index"),
+    model: Path | None = typer.Option(
+        None, "--model", help="the model that embedded the index (default: the one the index names)"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (other than loopback: set a key)"),
     port: int = typer.Option(8000, "--port"),
     api_key: str | None = typer.Option(

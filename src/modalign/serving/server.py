@@ -30,12 +30,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_app(index_dir: str | Path, model_dir: str | Path, settings: ServeSettings) -> Any:
-    """Open the index and the model and create the app (raises CheckpointError/IndexStoreError)."""
+def build_app(index_dir: str | Path, model_dir: str | Path | None, settings: ServeSettings) -> Any:
+    """Open the index and the model (default: the one that embedded the index) and create the app.
+
+    Raises:
+        IndexStoreError, CheckpointError: a damaged index or model; ConfigError: no model known.
+    """
     from modalign.model import load
     from modalign.search import Index
 
     index = Index.open(index_dir)
+    if model_dir is None:
+        model_dir = index.info.get("model_dir")
+        if not isinstance(model_dir, str):
+            raise ConfigError(f"the index at {index_dir} does not name its model: pass --model MODEL_DIR")
     model = load(model_dir)
     return create_app(index, model, settings)
 
