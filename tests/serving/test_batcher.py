@@ -71,3 +71,36 @@ def test_a_bad_query_fails_alone_and_the_rest_of_its_batch_succeeds(model: Any) 
     assert isinstance(out[1], DataError) and "NaN" in str(out[1])
     for i in (0, 2, 3):
         np.testing.assert_allclose(out[i], model.encode([queries[i][0]], queries[i][1])[0], atol=1e-5)
+
+
+def test_concurrent_searches_share_encode_and_search_calls_and_match_single_ones(model: Any) -> None:
+    vectors = np.random.default_rng(1).standard_normal((50, model.embed_dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    search_sizes: list[int] = []
+
+    def search(queries: np.ndarray, k: int, filt: dict[str, Any] | None) -> list[list[tuple[int, float]]]:
+        search_sizes.append(len(queries))
+        scores = queries @ vectors.T  # (Q, N)
+        if filt is not None:  # {"even": True}: only even rows
+            scores[:, 1::2] = -np.inf
+        return [[(int(r), float(row[r])) for r in np.argsort(-row, kind="stable")[:k]] for row in scores]
+
+    encode = CountingEncode(model)
+    texts = [f"a shape {i}" for i in range(12)]
+    asks = [(t, 3 if i % 3 else 5, {"even": True} if i % 2 else None) for i, t in enumerate(texts)]
+
+    async def run() -> list[Any]:
+        b = MicroBatcher(encode, search, max_batch=16, wait_s=0.05)
+        try:
+            return await asyncio.gather(*(b.search(t, "text", k, f) for t, k, f in asks))
+        finally:
+            b.close()
+
+    out = asyncio.run(run())
+    for (text, k, filt), hits in zip(asks, out):
+        alone = search(model.encode([text], "text"), k, filt)[0]
+        assert [r for r, _ in hits] == [r for r, _ in alone]
+        np.testing.assert_allclose([s for _, s in hits], [s for _, s in alone], atol=1e-5)
+    # four groups (k 5 or 3, no filter or filter: 2, 2, 4 and 4 queries): one encode and one search each
+    assert sorted(encode.sizes) == [2, 2, 4, 4]
+    assert sorted(search_sizes[: len(encode.sizes)]) == [2, 2, 4, 4]

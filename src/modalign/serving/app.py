@@ -55,7 +55,7 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
     ``app.fastapi`` and its micro-batcher ``app.batcher``.
     """
     settings = settings if settings is not None else ServeSettings()
-    batcher = MicroBatcher(model.encode, settings.max_batch, settings.batch_wait_ms / 1000)
+    batcher = MicroBatcher(model.encode, index.search, settings.max_batch, settings.batch_wait_ms / 1000)
     kinds = {name: spec.kind for name, spec in model.specs.items()}
     indexed = index.info.get("modality")
     if len(index) and index.dim != model.embed_dim:
@@ -123,12 +123,12 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
     query_body = openapi_body(settings.max_k)
 
     @api.post("/search", openapi_extra=query_body, summary="Search with a text query or an uploaded file")
-    async def search_route(request: Request) -> dict[str, Any]:
+    async def search_route(request: Request) -> JSONResponse:
         """Embed the query (JSON text, or a multipart ``image``/``audio`` file) and return the k
         nearest items: ``{"results": [{"id", "score", "metadata"}]}``, best first."""
         q = await read_query(request, settings)
-        vector = await batcher.embed(q.payload, modality_for(q))
-        return {"results": await search(vector, q.k, q.filter)}
+        hits = await batcher.search(q.payload, modality_for(q), q.k, q.filter)
+        return JSONResponse({"results": [hit_json(h) for h in hits]})
 
     @api.post("/embed", openapi_extra=query_body, summary="Embed a text query or an uploaded file")
     async def embed_route(request: Request) -> dict[str, Any]:
