@@ -38,6 +38,8 @@ def test_version() -> None:
 def test_public_api_is_guarded() -> None:
     assert sorted(modalign.__all__) == sorted(
         [
+            "Hit",
+            "Index",
             "MultimodalModel",
             "__version__",
             "evaluate_samples",

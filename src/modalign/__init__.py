@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Hit",
+    "Index",
     "MultimodalModel",
     "__version__",
     "evaluate_samples",
@@ -22,9 +24,12 @@ if TYPE_CHECKING:
     from modalign.config import load_config
     from modalign.evaluation.evaluate import evaluate_samples
     from modalign.model import MultimodalModel, load
+    from modalign.search import Hit, Index
     from modalign.workflows.train import run_training
 
 _LAZY = {
+    "Hit": "modalign.search",
+    "Index": "modalign.search",
     "MultimodalModel": "modalign.model",
     "load": "modalign.model",
     "load_config": "modalign.config",

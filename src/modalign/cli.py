@@ -34,6 +34,8 @@ class _ErrorLines(TyperGroup):
 app = typer.Typer(cls=_ErrorLines, help="modalign: multimodal representation learning.", no_args_is_help=True)
 data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+index_app = typer.Typer(help="Build vector indexes of embedded corpora.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 
 def _version(value: bool) -> None:
@@ -256,3 +258,125 @@ def list_(
             doc = inspect.getdoc(lookup(kind, name)) or "(no description)"
             summary = " ".join(doc.split("\n\n")[0].split())  # the first paragraph, on one line
             typer.echo(f"  {name:<{width}}  {summary}")
+
+
+@app.command()
+def serve(
+    index: Path = typer.Argument(..., help="index directory (modalign index build)"),
+    model: Path | None = typer.Option(
+        None, "--model", help="the model that embedded the index (default: the one the index names)"
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (other than loopback: set a key)"),
+    port: int = typer.Option(8000, "--port"),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        help="require header X-API-Key on every route but /health and the page "
+        "(default: $MODALIGN_API_KEY; none when unset)",
+    ),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="allow this origin (repeatable)"),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="request body limit (413 above)"),
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds before a request answers 504"),
+    max_batch: int = typer.Option(64, "--max-batch", help="queries per encode call (1 = no micro-batching)"),
+) -> None:
+    """Serve search over HTTP (FastAPI) with a web page at /; binds 127.0.0.1 unless told otherwise."""
+    from modalign.serving.server import api_key_from, build_app, is_loopback
+    from modalign.serving.server import serve as run_server
+    from modalign.serving.settings import ServeSettings
+
+    key = api_key_from(api_key)
+    settings = ServeSettings(
+        api_key=key,
+        max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)),
+        timeout_s=timeout,
+        cors_origins=tuple(cors_origin),
+        max_batch=max_batch,
+    )
+    app_ = build_app(index, model, settings)
+    if not is_loopback(host) and key is None:
+        typer.secho(
+            f"warning: serving on {host} without an API key: anyone who can reach it can search", err=True
+        )
+    typer.echo(f"serving {index} on http://{host}:{port}/ (API docs: /docs)")
+    run_server(app_, host, port)
+
+
+@app.command()
+def embed(
+    model_dir: Path = typer.Argument(..., help="a model directory (RUN/model) or run directory"),
+    data: Path = typer.Option(..., "--data", help="manifest whose rows to embed (JSONL, CSV, Parquet)"),
+    modality: str = typer.Option(..., "--modality", help="the model's modality to embed, e.g. image"),
+    out: Path = typer.Option(..., "--out", help="output directory (rerun the same command to resume)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="rows per forward pass"),
+    chunk_rows: int = typer.Option(4096, "--chunk-rows", help="manifest rows per output chunk"),
+    id_column: str = typer.Option("id", "--id-column"),
+) -> None:
+    """Embed one modality of a corpus into chunks of vectors + ids + metadata; resumable."""
+    from modalign.workflows.embed import describe, run_embed
+
+    summary = run_embed(
+        model_dir, data, modality, out, batch_size=batch_size, chunk_rows=chunk_rows, id_column=id_column
+    )
+    for line in describe(summary):
+        typer.echo(line)
+
+
+@index_app.command("build")
+def index_build(
+    emb_dir: Path = typer.Argument(..., help="embeddings written by modalign embed"),
+    out: Path = typer.Option(..., "--out", help="index directory to create (new or empty)"),
+    kind: str = typer.Option("flat", "--kind", help="flat (exact), hnsw or ivfpq (approximate)"),
+    param: list[str] = typer.Option([], "--param", help="a kind's parameter: --param ef_search=128"),
+) -> None:
+    """Build a crash-safe index (FAISS) of an embedded corpus, metadata included."""
+    from modalign.workflows.search import build_index, parse_params
+
+    with build_index(emb_dir, out, kind, parse_params(param)) as idx:
+        typer.echo(f"indexed {len(idx)} items of dim {idx.dim} ({idx.kind}) into {out}")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="an index built by modalign index build"),
+    model: Path | None = typer.Option(None, "--model", help="model directory (default: the index's)"),
+    text: str | None = typer.Option(None, "--text", help="a text query"),
+    image: Path | None = typer.Option(None, "--image", help="an image file as the query"),
+    audio: Path | None = typer.Option(None, "--audio", help="an audio file as the query"),
+    like: str | None = typer.Option(None, "--like", help="find items similar to this indexed id"),
+    k: int = typer.Option(10, "--k", help="number of results"),
+    filter_: list[str] = typer.Option(
+        [], "--filter", help="metadata filter, repeatable: split=test, label=a|b, year>=2000, or JSON"
+    ),
+    weight: list[str] = typer.Option([], "--weight", help="composed queries: --weight text=0.7 (default 1)"),
+    combine: str = typer.Option("auto", "--combine", help="sum, symile, or auto (symile if trained with it)"),
+    as_json: bool = typer.Option(False, "--json", help='print {"results": [{id, score, metadata}]}'),
+) -> None:
+    """Search an index with text, an image, audio (several compose) or --like ID."""
+    import json
+
+    from modalign.search import Index
+    from modalign.workflows.search import hits_json, hits_lines, parse_filters, parse_params
+    from modalign.workflows.search import search as run_search
+
+    queries = {
+        "text": text,
+        "image": None if image is None else str(image),
+        "audio": None if audio is None else str(audio),
+    }
+    weights = {name: float(w) for name, w in parse_params(weight).items()}
+    with Index.open(index_dir) as idx:
+        hits = run_search(
+            idx,
+            model_dir=model,
+            queries=queries,
+            like=like,
+            k=k,
+            where=parse_filters(filter_),
+            weights=weights,
+            combine=combine,
+        )
+    if as_json:
+        typer.echo(json.dumps(hits_json(hits), ensure_ascii=False))
+    else:
+        for line in hits_lines(hits):
+            typer.echo(line)

@@ -92,6 +92,18 @@ class NonFiniteError(ModalignError):
     """A model produced non-finite (NaN/inf) embeddings; they are refused, never scored."""
 
 
+class IndexStoreError(ModalignError):
+    """A vector index or embedded corpus on disk is missing, damaged or unfinished, or another process
+    is writing it."""
+
+
+class ItemNotFoundError(ModalignError, KeyError):
+    """No item with this id in the index (a ``KeyError`` too)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
 class RegistryError(ConfigError, KeyError):
     """An unknown or duplicate registry name (in a config, or a duplicate registration)."""
 

@@ -1,0 +1,91 @@
+"""Reading and writing the files of one snapshot generation (see ``index`` for the layout)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modalign.errors import IndexStoreError
+
+FORMAT, VERSION = "modalign-index", 1
+MANIFEST = "index.json"
+
+
+def generation_files(gen: int) -> dict[str, str]:
+    return {
+        "vectors": f"vectors-{gen}.npy",
+        "items": f"items-{gen}.jsonl",
+        "faiss": f"faiss-{gen}.index",
+        "journal": f"journal-{gen}.wal",
+    }
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def items_bytes(ids: list[str | None], meta: list[Any]) -> bytes:
+    lines = [
+        "null" if i is None else json.dumps({"id": i, "metadata": m}, separators=(",", ":"))
+        for i, m in zip(ids, meta)
+    ]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    if not path.is_dir():
+        raise IndexStoreError(f"no index at {path}: not a directory")
+    try:
+        manifest = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise IndexStoreError(f"no index at {path}: {MANIFEST} is missing") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IndexStoreError(f"{file} is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexStoreError(f"{file} is not a modalign index manifest")
+    if manifest.get("version") != VERSION:
+        raise IndexStoreError(
+            f"{file}: format version {manifest.get('version')!r}, this modalign reads {VERSION}"
+        )
+    for key in ("generation", "kind", "dim", "params", "info", "rows", "files"):
+        if key not in manifest:
+            raise IndexStoreError(f"{file} lacks the field {key!r}")
+    return manifest
+
+
+def read_checked(file: Path, meta: dict[str, int]) -> bytes:
+    data = file.read_bytes()  # FileNotFoundError: see Index.open's retry
+    if len(data) != meta["bytes"]:
+        raise IndexStoreError(f"{file} is damaged: {len(data)} bytes, the manifest says {meta['bytes']}")
+    if zlib.crc32(data) != meta["crc32"]:
+        raise IndexStoreError(f"{file} is damaged: its checksum differs from the manifest's")
+    return data
+
+
+def decode_snapshot(
+    path: Path, files: dict[str, str], blobs: dict[str, bytes], manifest: dict[str, Any]
+) -> tuple[np.ndarray, list[str | None], list[Any]]:
+    vectors = np.load(io.BytesIO(blobs["vectors"]), allow_pickle=False)
+    rows, dim = manifest["rows"], manifest["dim"]
+    if vectors.dtype != np.float32 or vectors.shape != (rows, dim):
+        raise IndexStoreError(
+            f"{path / files['vectors']} holds {vectors.dtype} {vectors.shape}, "
+            f"expected float32 ({rows}, {dim})"
+        )
+    ids: list[str | None] = []
+    meta: list[Any] = []
+    for line in blobs["items"].decode().splitlines():
+        item = json.loads(line)
+        ids.append(None if item is None else item["id"])
+        meta.append(None if item is None else item["metadata"])
+    if len(ids) != rows:
+        raise IndexStoreError(f"{path / files['items']} has {len(ids)} rows, the manifest says {rows}")
+    return vectors, ids, meta

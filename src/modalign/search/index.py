@@ -1,0 +1,421 @@
+"""A crash-safe vector index: FAISS in-process, metadata beside the vectors, filters inside the search.
+
+On disk an index is a directory::
+
+    index.json             the manifest: kind, dim, params, info, generation g, sizes and crc32s
+    vectors-g.npy          (N, D) float32 unit rows, deleted rows included (tombstones)
+    items-g.jsonl          one line per row: {"id": ..., "metadata": {...}} or null when deleted
+    faiss-g.index          the FAISS index (hnsw, ivfpq; a flat one is rebuilt from the vectors)
+    journal-g.wal          changes since snapshot g (see ``_journal``), one fsynced record each
+
+Durability: a change is acknowledged (``add``/``delete`` returns) only after its journal record is
+fsynced. :meth:`Index.save` writes snapshot g+1 file by file (temp, fsync, rename), then commits
+by replacing ``index.json`` (the only commit point), then deletes generation g. A ``kill -9`` at
+any moment leaves either snapshot g with its journal or snapshot g+1, both complete; ``open``
+replays the journal and drops a torn last record. One process writes at a time (``flock`` on
+``.lock``, taken at the first change); readers need no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modalign.errors import ConfigError, IndexStoreError, ItemNotFoundError
+from modalign.io import atomic_write_bytes, atomic_write_json, remove_stray_temp_files
+from modalign.search import _faiss
+from modalign.search._exact import exact_top_k, pad, rerank
+from modalign.search._filters import MetadataColumns, compile_filter
+from modalign.search._journal import Change, JournalWriter, scan
+from modalign.search._snapshot import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    decode_snapshot,
+    generation_files,
+    items_bytes,
+    npy_bytes,
+    read_checked,
+    read_manifest,
+)
+from modalign.search._validate import check_items, check_json, unit_rows
+
+# A filtered search whose allowed rows are at most this share of the index scores them exactly
+# (gather + matmul), which is both exact and faster than a graph walk that skips most nodes.
+_EXACT_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the item's id, its cosine score and its metadata."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Index:
+    """A vector index with metadata, filtered exact-k search, and journalled add/delete.
+
+    Create one with :meth:`build`, reopen it with :meth:`open`. Scores are inner products of
+    unit vectors (cosine); vectors are L2-normalised on the way in.
+
+    Example:
+        >>> idx = Index.build("idx", vectors, ids, metadata, kind="hnsw")
+        >>> idx.search(query, k=5, filter={"split": "test"})[0][0].id
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mutex = threading.RLock()
+        self._lock_fd = -1
+        self._writer: JournalWriter | None = None
+        self._columns = MetadataColumns()
+        self._closed = False
+
+    # ------------------------------------------------------------------ creating and opening
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike[str],
+        vectors: np.ndarray,
+        ids: list[str],
+        metadata: list[dict[str, Any]] | None = None,
+        kind: str = "flat",
+        info: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Index:
+        """Build an index of ``vectors`` ``(N, D)`` named by ``ids`` and write it to ``path``.
+
+        Args:
+            path: a new or empty directory.
+            vectors: ``(N, D)`` float rows (normalised here; zero or non-finite rows are refused).
+            ids: N unique strings.
+            metadata: N JSON-serialisable dicts (filterable fields), or None.
+            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate).
+            info: a JSON dict saved with the index (model_dir, modality, corpus_root, ...).
+            **params: the kind's parameters (``hnsw``: m, ef_construction, ef_search;
+                ``ivfpq``: nlist, m, nbits, nprobe, refine).
+
+        Raises:
+            ConfigError: bad kind, parameters, shapes, ids or metadata.
+            IndexStoreError: ``path`` exists and is not an empty directory.
+        """
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise IndexStoreError(f"cannot build an index at {path}: it exists and is not an empty directory")
+        vectors = unit_rows(vectors, None, "vectors")
+        n, dim = vectors.shape
+        metadata = check_items(ids, metadata, n, set())
+        resolved = _faiss.resolve_params(kind, dim, n, params)
+        info = dict(info or {})
+        check_json(info, "info")
+        self = cls(path)
+        self.kind, self.dim, self.params, self.info = kind, dim, resolved, info
+        self._set_rows(vectors, list(ids), list(metadata))
+        self._faiss = _faiss.build(kind, dim, resolved, vectors)
+        self._gen, self._journal_bytes = 0, 0
+        path.mkdir(parents=True, exist_ok=True)
+        self._take_write_lock()
+        self._write_snapshot(1)
+        return self
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Index:
+        """Open the index at ``path``: check every file's size and checksum, replay the journal.
+
+        Raises:
+            IndexStoreError: ``path`` is not an index, or a file is missing or damaged (the message
+                names it and what is wrong).
+        """
+        self = cls(Path(path))
+        for attempt in range(3):
+            try:
+                self._load()
+                return self
+            except FileNotFoundError as e:  # a writer committed a new snapshot and removed the old one
+                if attempt == 2:
+                    raise IndexStoreError(
+                        f"{e.filename} is missing (the index at {self.path} is incomplete)"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _load(self) -> None:
+        manifest = read_manifest(self.path)
+        gen = manifest["generation"]
+        files = generation_files(gen)
+        blobs = {}
+        if (
+            not isinstance(manifest["files"], dict)
+            or not {"vectors", "items"} <= set(manifest["files"])
+            or set(manifest["files"]) - set(files)
+        ):
+            raise IndexStoreError(f"{self.path / MANIFEST}: its file list {manifest['files']!r} is not valid")
+        for key, meta in manifest["files"].items():
+            blobs[key] = read_checked(self.path / files[key], meta)
+        self.kind, self.dim = manifest["kind"], manifest["dim"]
+        self.params, self.info = manifest["params"], manifest["info"]
+        vectors, ids, metadata = decode_snapshot(self.path, files, blobs, manifest)
+        self._set_rows(vectors, ids, metadata)
+        if "faiss" in blobs:
+            try:
+                self._faiss = _faiss.from_bytes(blobs["faiss"])
+            except RuntimeError as e:
+                raise IndexStoreError(f"{self.path / files['faiss']}: not a FAISS index ({e})") from None
+            if self._faiss.ntotal != len(ids) or self._faiss.d != self.dim:
+                raise IndexStoreError(
+                    f"{self.path / files['faiss']} holds {self._faiss.ntotal} vectors of dim "
+                    f"{self._faiss.d}, the snapshot {len(ids)} of dim {self.dim}"
+                )
+        else:
+            self._faiss = _faiss.build(self.kind, self.dim, self.params, vectors)
+        self._gen = gen
+        changes, self._journal_bytes, _ = scan(self.path / files["journal"])
+        for number, change in enumerate(changes):
+            try:
+                self._apply(change)
+            except (ConfigError, ItemNotFoundError) as e:
+                raise IndexStoreError(
+                    f"{self.path / files['journal']}: record {number} cannot be replayed ({e})"
+                ) from None
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._row_of
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the live items, in the order they were added."""
+        return [i for i in self._ids if i is not None]
+
+    def get(self, item_id: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """The unit vector ``(D,)`` and metadata of ``item_id``; :class:`ItemNotFoundError` if absent."""
+        with self._mutex:
+            row = self._row_of.get(item_id)
+            if row is None:
+                raise ItemNotFoundError(f"no item with id {item_id!r} in the index at {self.path}")
+            return self._vectors[row].copy(), dict(self._meta[row] or {})
+
+    def search(
+        self, queries: np.ndarray, k: int = 10, filter: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """The ``k`` items nearest to each query, best first; one list per query row.
+
+        Args:
+            queries: ``(Q, D)`` or ``(D,)`` (normalised here).
+            k: hits per query; exactly ``k`` whenever at least ``k`` live items match ``filter``.
+            filter: metadata conditions (see ``_filters``): ``{"split": "test"}``,
+                ``{"label": ["a", "b"]}``, ``{"year": {"gte": 2000, "lt": 2010}}``.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        q = unit_rows(np.asarray(queries), self.dim, "queries")
+        with self._mutex:
+            self._check_open()
+            allowed = None
+            if filter is not None:
+                allowed = compile_filter(filter, self._meta, self._columns) & self._live
+            elif len(self._row_of) < len(self._ids):
+                allowed = self._live
+            scores, rows = self._search_rows(q, k, allowed)
+            return [
+                [
+                    Hit(self._ids[r], float(s), dict(self._meta[r] or {}))  # type: ignore[arg-type]
+                    for s, r in zip(srow.tolist(), rrow.tolist())
+                    if r >= 0
+                ]
+                for srow, rrow in zip(scores, rows)
+            ]
+
+    def _search_rows(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self._ids)
+        if allowed is not None:
+            count = int(allowed.sum())
+            if count == 0:
+                return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+            if count <= max(k, _EXACT_SHARE * n) or (self.kind == "flat" and count <= n // 2):
+                return exact_top_k(self._vectors[:n], q, k, np.flatnonzero(allowed))
+        want = min(k, n if allowed is None else int(allowed.sum()))
+        fetch = k * self.params["refine"] if self.kind == "ivfpq" else k
+        scores, rows = _faiss.search(self._faiss, self.kind, self.params, q, min(fetch, n), allowed)
+        if self.kind == "ivfpq":  # re-score the candidates exactly from the stored vectors
+            scores, rows = rerank(self._vectors, q, rows, k)
+        scores, rows = scores[:, :k], rows[:, :k]
+        short = np.flatnonzero((rows >= 0).sum(axis=1) < want)
+        if len(short):  # the approximate walk found fewer than k allowed rows: score them exactly
+            candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(n)
+            ex_s, ex_r = exact_top_k(self._vectors[:n], q[short], k, candidates)
+            scores, rows = pad(scores, k), pad(rows, k)
+            scores[short, : ex_s.shape[1]], rows[short, : ex_r.shape[1]] = ex_s, ex_r
+        return scores, rows
+
+    # ------------------------------------------------------------------ changing
+    def add(self, vectors: np.ndarray, ids: list[str], metadata: list[dict[str, Any]] | None = None) -> None:
+        """Add items; durable (journalled and fsynced) when this returns.
+
+        Raises:
+            ConfigError: wrong shape/dim, non-finite or zero rows, an id already in the index or
+                repeated, metadata that is not JSON.
+            IndexStoreError: another process is writing this index.
+        """
+        v = unit_rows(np.asarray(vectors), self.dim, "vectors")
+        with self._mutex:
+            self._check_open()
+            meta = check_items(ids, metadata, len(v), self._row_of)
+            self._commit(Change("add", list(ids), meta, v))
+
+    def delete(self, ids: list[str]) -> None:
+        """Delete items by id; durable when this returns. Unknown ids raise :class:`ItemNotFoundError`."""
+        ids = list(ids)
+        with self._mutex:
+            self._check_open()
+            missing = [i for i in ids if i not in self._row_of]
+            if missing:
+                raise ItemNotFoundError(f"cannot delete {missing[:5]}: not in the index at {self.path}")
+            if len(set(ids)) != len(ids):
+                raise ConfigError("delete: an id is listed twice")
+            self._commit(Change("delete", ids))
+
+    def save(self) -> None:
+        """Write a new snapshot holding every change and empty the journal (atomic; see module doc)."""
+        with self._mutex:
+            self._check_open()
+            self._ensure_writer()
+            self._write_snapshot(self._gen + 1)
+
+    def close(self) -> None:
+        """Release the write lock and the journal. Changes are already durable; nothing is lost."""
+        with self._mutex:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # closing releases the flock
+                self._lock_fd = -1
+            self._closed = True
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.path)!r}, kind={self.kind!r}, dim={self.dim}, items={len(self)})"
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexStoreError(f"the index at {self.path} is closed; Index.open it again")
+
+    def _set_rows(self, vectors: np.ndarray, ids: list[str | None], metadata: list[Any]) -> None:
+        self._vectors = np.array(vectors, dtype=np.float32, copy=True, ndmin=2).reshape(-1, self.dim)
+        self._ids = ids
+        self._meta = metadata
+        self._live = np.array([i is not None for i in ids], dtype=bool)
+        self._row_of = {i: r for r, i in enumerate(ids) if i is not None}
+        self._columns.reset()
+
+    def _apply(self, change: Change) -> None:
+        if change.op == "add":
+            assert change.vectors is not None and change.metadata is not None
+            check_items(change.ids, change.metadata, len(change.vectors), self._row_of)
+            start, end = len(self._ids), len(self._ids) + len(change.vectors)
+            if end > len(self._vectors):  # grow by doubling: adding one item stays O(1) amortised
+                grown = np.empty((max(end, 2 * len(self._vectors)), self.dim), dtype=np.float32)
+                grown[:start] = self._vectors[:start]
+                self._vectors = grown
+            self._vectors[start:end] = change.vectors
+            self._faiss.add(change.vectors)
+            self._ids.extend(change.ids)
+            self._meta.extend(change.metadata)
+            self._live = np.concatenate([self._live, np.ones(len(change.ids), dtype=bool)])
+            self._row_of.update({i: start + j for j, i in enumerate(change.ids)})
+        elif change.op == "delete":
+            for i in change.ids:
+                row = self._row_of.pop(i)
+                self._ids[row], self._meta[row] = None, None
+                self._live[row] = False
+        else:
+            raise ConfigError(f"unknown journal operation {change.op!r}")
+
+    def _commit(self, change: Change) -> None:
+        self._ensure_writer()
+        assert self._writer is not None
+        self._writer.append(change)  # durable from here: acknowledged when we return
+        self._journal_bytes = self._writer.bytes
+        self._apply(change)
+
+    def _take_write_lock(self) -> None:
+        if self._lock_fd >= 0:
+            return
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IndexStoreError(
+                f"the index at {self.path} is being changed by another process; close it there first"
+            ) from None
+        self._lock_fd = fd
+
+    def _ensure_writer(self) -> None:
+        """Take the write lock; reload if another writer changed the index since we read it."""
+        if self._writer is not None:
+            return
+        self._take_write_lock()
+        gen = read_manifest(self.path)["generation"]
+        _, good, _ = scan(self.path / generation_files(gen)["journal"])
+        if gen != self._gen or good != self._journal_bytes:
+            self._load()
+        self._cleanup()
+        self._writer = JournalWriter(self.path / generation_files(self._gen)["journal"], self._journal_bytes)
+
+    def _cleanup(self) -> None:
+        """Remove other generations' files and dead temp files (only under the write lock)."""
+        remove_stray_temp_files(self.path)
+        keep = set(generation_files(self._gen).values())
+        for p in self.path.iterdir():
+            stem = p.name.split("-")[0]
+            if stem in ("vectors", "items", "faiss", "journal") and p.name not in keep:
+                p.unlink(missing_ok=True)
+
+    def _write_snapshot(self, gen: int) -> None:
+        names = generation_files(gen)
+        n = len(self._ids)
+        blobs = {"vectors": npy_bytes(self._vectors[:n]), "items": items_bytes(self._ids, self._meta)}
+        if self.kind != "flat":
+            blobs["faiss"] = _faiss.to_bytes(self._faiss)
+        for key, data in blobs.items():
+            atomic_write_bytes(self.path / names[key], data)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "generation": gen,
+            "kind": self.kind,
+            "dim": self.dim,
+            "params": self.params,
+            "info": self.info,
+            "rows": n,
+            "items": len(self._row_of),
+            "files": {key: {"bytes": len(d), "crc32": zlib.crc32(d)} for key, d in blobs.items()},
+        }
+        atomic_write_json(self.path / MANIFEST, manifest)  # the commit point
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._gen, self._journal_bytes = gen, 0
+        self._cleanup()
+        self._writer = JournalWriter(self.path / names["journal"], 0)

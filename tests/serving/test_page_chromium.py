@@ -1,0 +1,86 @@
+"""End to end in headless Chromium: type a query, see results with thumbnails, upload an image, screenshot.
+
+Skips only when no Chromium is installed (CI installs Debian's ``chromium``, see .ci/run).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from served import ServerThread, build_served
+
+from modalign.serving import ServeSettings, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (CI installs it)")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_search_page_text_query_results_and_image_upload(dataset: Path, tmp_path: Path, browser: Any) -> None:
+    served = build_served(dataset, tmp_path / "served")
+    app = create_app(served.index, served.model, ServeSettings(api_key="k3y"))
+    requests: list[str] = []
+    with ServerThread(app) as server:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url + "/")
+        assert "API key" in page.inner_text("#info")  # the page asks for the key it lacks
+        page.fill("#api-key", "k3y")
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_function("document.querySelector('#info').textContent.includes('items')")
+        assert f"{len(served.ids)} image items" in page.inner_text("#info")
+
+        # a text query, submitted with Enter
+        page.fill("#k", "6")
+        page.focus("#query")
+        page.keyboard.type("a circle")
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.querySelectorAll('#results li img').length === 6")
+        cards = page.locator("#results li")
+        first_id = cards.nth(0).locator("code").inner_text()
+        assert first_id in served.ids
+        assert float(cards.nth(0).locator(".score").inner_text()) <= 1.0
+        assert "split" in cards.nth(0).locator("dl").inner_text()  # metadata shown
+        widths = page.eval_on_selector_all("#results li img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert widths == [12] * 6  # thumbnails decoded from /items/{id}/media (12x12 PNGs)
+        assert cards.nth(0).get_attribute("tabindex") == "0"  # results are focusable
+        assert "6 results" in page.inner_text("#status")
+        page.screenshot(path=str(tmp_path / "text-query.png"), full_page=True)
+
+        # an image upload finds the same image first
+        row = 1  # the lowest row of its shape: wins exact ties too
+        page.set_input_files("#file", str(served.root / served.metadata[row]["image"]))
+        page.click("text=Search with file")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#results li code')].map(c => c.textContent)"
+            f".includes('{served.ids[row]}') && document.querySelectorAll('#results li img').length === 6"
+        )
+        # this untrained model maps images of one shape to nearly the same vector: the image itself
+        # scores 1 and may share the top score with others, so it is looked for among the hits
+        assert page.locator("#results li").count() == 6
+        assert page.locator("#results li .score").nth(0).inner_text() == "1.000"
+        assert page.locator("#results li code", has_text=served.ids[row]).count() >= 1
+        shot = tmp_path / "image-query.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        page.close()
+    assert requests and all(u.startswith((server.url, "blob:")) for u in requests)  # no external assets
