@@ -116,7 +116,10 @@ def eval_(
         None, "--match-on", help="positives share this column's value (default: same id)"
     ),
     label_column: str | None = typer.Option(
-        None, "--label-column", help="class labels for zero-shot (default: --match-on)"
+        None,
+        "--label-column",
+        help="class labels for zero-shot (default: the training config's data.label_column; "
+        "without one, no zero-shot)",
     ),
     prompts_split: str | None = typer.Option(
         "train", "--prompts-split", help="split whose texts give class prompts"
