@@ -159,6 +159,20 @@ def eval_(
     typer.echo(f"report: {where / 'report.json'}   {where / 'report.html'}")
 
 
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(
+        ..., help="run or eval directories (with report.json); DIR1,DIR2 = seeds of one setting"
+    ),
+) -> None:
+    """Runs side by side: mean ± std over seeds, paired-bootstrap differences vs the first."""
+    from modalign.evaluation.compare import compare as compare_runs
+    from modalign.evaluation.compare import load_setting, print_comparison
+
+    settings = [load_setting(r) for r in runs]
+    print_comparison(settings, compare_runs(settings))
+
+
 @data_app.command("check")
 def data_check(
     manifest: Path = typer.Argument(..., help="manifest to validate"),

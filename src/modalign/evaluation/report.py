@@ -63,10 +63,9 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
     console = Console()
     pairs = sorted({k.split("/")[1] for k in metrics if k.startswith("retrieval/")})
     if pairs:
-        cols = sorted(
-            {k.split("/")[2] for k in metrics if k.startswith("retrieval/")},
-            key=lambda c: (not c.startswith("R@"), int(c[2:]) if c.startswith("R@") else 0, c),
-        )
+        found = {k.split("/")[2] for k in metrics if k.startswith("retrieval/")}
+        cols = [c for c in retrieval_columns(found) if not c.startswith(("precision@", "recall@", "n_"))]
+        cols += ["n_queries"] if "n_queries" in found else []
         table = Table(title=f"{title}: retrieval")
         table.add_column("query->target")
         for c in cols:
@@ -89,6 +88,20 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
         for k in zs:
             table.add_row(k, _fmt(metrics[k]))
         console.print(table)
+
+
+def retrieval_columns(found: set[str]) -> list[str]:
+    """Retrieval metric names in reading order: R@k by k, MRR, nDCG, MAP, ranks, the rest."""
+    lead = ("MRR@", "nDCG@", "MAP@", "median_rank", "mean_rank", "precision@", "recall@")
+
+    def key(c: str) -> tuple[int, int, str]:
+        if c.startswith("R@"):
+            return (0, int(c[2:]), c)
+        group = next((i for i, p in enumerate(lead) if c.startswith(p)), len(lead))
+        digits = "".join(ch for ch in c if ch.isdigit())
+        return (1 + group, int(digits) if digits else 0, c)
+
+    return sorted(found, key=key)
 
 
 def _fmt(v: float | None) -> str:
