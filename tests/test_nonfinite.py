@@ -25,7 +25,8 @@ import modalign
 from modalign.cli import app
 from modalign.config import TrainerConfig, load_config
 from modalign.errors import CheckpointError, NonFiniteError, TrainingError
-from modalign.evaluation.retrieval import best_positive_ranks, retrieval_metrics
+from modalign.evaluation.ranking import KeyPositives, rank_candidates
+from modalign.evaluation.retrieval import retrieval_metrics
 from modalign.evaluation.zero_shot import zero_shot_metrics
 from modalign.training import trainer as trainer_module
 from modalign.training.checkpoint import list_checkpoints
@@ -200,20 +201,21 @@ def test_encode_and_evaluation_refuse_non_finite_embeddings(trained: Path, datas
 
 
 def naive_rank(scores: np.ndarray, positives: set[int]) -> int:
-    """0-based position of the first positive in the full ranking, -1 without positives.
+    """0-based position of the first scorable positive in the full ranking, -1 without positives.
 
-    The ranking sorts scores high to low with every NaN after every number, and among equal scores
-    puts the negatives first: a tie never helps a positive, a NaN never ranks above anything.
+    The ranking sorts finite scores high to low, equal scores by lower index first, and puts every
+    non-finite score last; a positive with a non-finite score is never found (rank = len(scores)).
     """
     if not positives:
         return -1
 
-    def key(c: int) -> tuple[bool, float, bool]:
+    def key(c: int) -> tuple[bool, float, int]:
         s = float(scores[c])
-        return (math.isnan(s), 0.0 if math.isnan(s) else -s, c in positives)
+        return (not math.isfinite(s), 0.0 if not math.isfinite(s) else -s, c)
 
     order = sorted(range(len(scores)), key=key)
-    return next(i for i, c in enumerate(order) if c in positives)
+    found = [i for i, c in enumerate(order) if c in positives and math.isfinite(float(scores[c]))]
+    return found[0] if found else len(scores)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -227,31 +229,28 @@ def test_ranks_with_nan_inf_and_ties_match_the_naive_ranking(seed: int) -> None:
     c[3, 1] = -np.inf
     qk = list(rng.integers(0, 8, 29))
     ck = list(rng.integers(0, 7, 23))
-    got = best_positive_ranks(torch.from_numpy(q), torch.from_numpy(c), qk, ck, chunk_size=5)
+    got = rank_candidates(q, c, KeyPositives(qk, ck), normalize=False, chunk_bytes=24 * 23 * 5)
     with np.errstate(invalid="ignore"):
         scores = q.astype(np.float64) @ c.T.astype(np.float64)
     want = [naive_rank(scores[i], {j for j in range(23) if ck[j] == qk[i]}) for i in range(29)]
-    assert got.tolist() == want
+    has = got.n_positives > 0
+    assert np.where(has, got.best_rank, -1).tolist() == want
     assert np.isnan(scores).any() and np.isinf(scores).any()
 
 
-def test_nan_and_tied_scores_are_never_hits() -> None:
+def test_nan_scores_are_never_hits_and_ties_go_to_the_lower_index() -> None:
     n = 12
-    nan = torch.full((n, 4), float("nan"))
-    ranks = best_positive_ranks(nan, nan, list(range(n)), list(range(n)))
-    assert ranks.tolist() == [n - 1] * n  # each positive last: behind its n - 1 negatives
-    assert retrieval_metrics(ranks, ks=(1, 5, 10)) == {
-        "R@1": 0.0,
-        "R@5": 0.0,
-        "R@10": 0.0,
-        "median_rank": 12.0,
-    }
-    same = torch.nn.functional.normalize(torch.ones(n, 4), dim=1)  # a collapsed model: all ties
-    assert best_positive_ranks(same, same, list(range(n)), list(range(n))).tolist() == [n - 1] * n
-    # a positive tied with other positives only is still first
+    nan = np.full((n, 4), np.nan, np.float32)
+    m = retrieval_metrics(nan, nan, [[i] for i in range(n)], ks=(1, 5, 10))
+    assert (m["R@1"], m["R@5"], m["R@10"], m["median_rank"]) == (0.0, 0.0, 0.0, n + 1)  # never found
+    same = np.ones((n, 4), np.float32)  # a collapsed model: all ties, ranks 0..n-1 by index
+    ranks = rank_candidates(same, same, KeyPositives(range(n), range(n))).best_rank
+    assert ranks.tolist() == list(range(n))
+    # a positive tied with other positives only is first: the best-ranked positive counts
     keys = [0] * 3 + [1] * 3
-    assert best_positive_ranks(same[:6], same[:6], keys, keys).tolist() == [3] * 6  # 3 tied negatives
-    assert best_positive_ranks(same[:3], same[:3], [0] * 3, [0] * 3).tolist() == [0] * 3
+    assert (
+        rank_candidates(same[:6], same[:6], KeyPositives(keys, keys)).best_rank.tolist() == [0] * 3 + [3] * 3
+    )
 
 
 def naive_zero_shot(scores: np.ndarray, y: list[int], n_classes: int) -> tuple[float, float]:
@@ -261,10 +260,10 @@ def naive_zero_shot(scores: np.ndarray, y: list[int], n_classes: int) -> tuple[f
     return float(np.mean(hits)), float(np.mean(per_class))
 
 
-def test_zero_shot_never_counts_nan_rows_or_ties_as_hits() -> None:
+def test_zero_shot_never_counts_nan_rows_as_hits() -> None:
     rng = np.random.default_rng(5)
     protos = rng.integers(-2, 3, (4, 3)).astype(np.float64)
-    protos[2] = protos[1]  # classes 1 and 2 always tie
+    protos[2] = protos[1]  # classes 1 and 2 always tie: class 1 wins (lower index, as argmax)
     protos[3, 0] = np.nan  # class 3 scores NaN for every sample
     emb = rng.integers(-2, 3, (40, 3)).astype(np.float64)
     emb[[0, 4, 8]] = np.nan  # NaN rows: argmax would pick class 0

@@ -118,7 +118,10 @@ def eval_(
         None, "--match-on", help="positives share this column's value (default: same id)"
     ),
     label_column: str | None = typer.Option(
-        None, "--label-column", help="class labels for zero-shot (default: --match-on)"
+        None,
+        "--label-column",
+        help="class labels for zero-shot (default: the training config's data.label_column; "
+        "without one, no zero-shot)",
     ),
     prompts_split: str | None = typer.Option(
         "train", "--prompts-split", help="split whose texts give class prompts"
@@ -156,6 +159,20 @@ def eval_(
     except ModalignError as e:
         _fail(e)
     typer.echo(f"report: {where / 'report.json'}   {where / 'report.html'}")
+
+
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(
+        ..., help="run or eval directories (with report.json); DIR1,DIR2 = seeds of one setting"
+    ),
+) -> None:
+    """Runs side by side: mean ± std over seeds, paired-bootstrap differences vs the first."""
+    from modalign.evaluation.compare import compare as compare_runs
+    from modalign.evaluation.compare import load_setting, print_comparison
+
+    settings = [load_setting(r) for r in runs]
+    print_comparison(settings, compare_runs(settings))
 
 
 @data_app.command("check")

@@ -1,12 +1,17 @@
 """Evaluate a model on preprocessed samples: retrieval for every ordered modality pair, zero-shot.
 
 Metric keys (stable): ``retrieval/{q}->{t}/R@{k}``, ``retrieval/{q}->{t}/median_rank``,
-``retrieval/{q}->{t}/n_queries``, ``zeroshot/{m}/accuracy``, ``zeroshot/{m}/mean_per_class_recall``.
+``retrieval/{q}->{t}/n_queries``, ``zeroshot/{m}/accuracy``, ``zeroshot/{m}/mean_per_class_recall``;
+added: ``retrieval/{q}->{t}/`` ``mean_rank``, ``MRR@10``, ``nDCG@10``, ``MAP@100``, ``precision@k``,
+``recall@k`` and provenance counts (:mod:`modalign.evaluation.retrieval`), ``zeroshot/{m}/top5_accuracy``.
+:func:`evaluate_detailed` also returns every metric's per-query values (bootstrap intervals) and
+its chance level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Any
 
@@ -15,8 +20,10 @@ import torch
 
 from modalign.data.dataset import SampleSet, collate, split_rows
 from modalign.data.manifest import Manifest
-from modalign.evaluation.retrieval import best_positive_ranks, higher_order_ranks, retrieval_metrics
-from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics
+from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
+from modalign.evaluation.ranking import KeyPositives
+from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query
+from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics, zero_shot_per_sample
 from modalign.model import MultimodalModel
 
 
@@ -50,6 +57,31 @@ def embed_samples(
     return out
 
 
+@dataclass
+class Evaluation:
+    """Flat metrics, each metric's per-query values (for bootstrap intervals) and chance levels."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_query: dict[str, np.ndarray] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)
+
+    def add_retrieval(
+        self, prefix: str, queries: Any, candidates: Any, positives: Any, ks: Sequence[int]
+    ) -> None:
+        """Retrieval metrics of one query -> target direction under ``prefix`` (``retrieval/a->b``)."""
+        per_query, ranking = retrieval_per_query(queries, candidates, positives, ks)
+        for name, value in (aggregate(per_query) | counts(ranking)).items():
+            self.metrics[f"{prefix}/{name}"] = value
+        for name, values in per_query.items():
+            if name == "rank":  # 0-based: the median of these is open_clip's median_rank - 1
+                self.per_query[f"{prefix}/median_rank"] = values
+                self.per_query[f"{prefix}/mean_rank"] = values + 1
+            else:
+                self.per_query[f"{prefix}/{name}"] = values
+        for name, value in retrieval_chance(ranking.n_positives, ranking.n_candidates, ks).items():
+            self.chance[f"{prefix}/{name}"] = value
+
+
 def evaluate_samples(
     model: MultimodalModel,
     samples: SampleSet,
@@ -63,11 +95,39 @@ def evaluate_samples(
     emb: dict[str, np.ndarray] | None = None,
     higher_order: bool = False,
 ) -> dict[str, float]:
-    """All metrics of ``model`` on ``samples``.
+    """All metrics of ``model`` on ``samples`` (arguments of :func:`evaluate_detailed`)."""
+    return evaluate_detailed(
+        model,
+        samples,
+        match_on=match_on,
+        ks=ks,
+        label_column=label_column,
+        zeroshot_text=zeroshot_text,
+        class_prompts=class_prompts,
+        batch_size=batch_size,
+        emb=emb,
+        higher_order=higher_order,
+    ).metrics
+
+
+def evaluate_detailed(
+    model: MultimodalModel,
+    samples: SampleSet,
+    *,
+    match_on: str | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    label_column: str | None = None,
+    zeroshot_text: str | None = None,
+    class_prompts: dict[Hashable, list[str]] | None = None,
+    batch_size: int = 256,
+    emb: dict[str, np.ndarray] | None = None,
+    higher_order: bool = False,
+) -> Evaluation:
+    """All metrics of ``model`` on ``samples``, with per-query values and chance levels.
 
     Args:
         match_on: positives share this column's value (kept in ``samples.columns``); None = same id.
-        label_column: class labels for zero-shot (in ``samples.columns``).
+        label_column: class labels for zero-shot (in ``samples.columns``); None = no zero-shot.
         zeroshot_text: the text modality that embeds class prompts (default: the first one).
         class_prompts: ``{label: [prompt, ...]}``; required for zero-shot (see ``prompts_by_label``).
         emb: embeddings from :func:`embed_samples`, when already computed.
@@ -76,30 +136,25 @@ def evaluate_samples(
     """
     emb = emb if emb is not None else embed_samples(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
-    out: dict[str, float] = {}
+    ev = Evaluation()
     for q, t in permutations(model.modalities, 2):
         qp, tp = samples.present(q).numpy(), samples.present(t).numpy()
         qkeys = [k for k, p in zip(keys, qp) if p]
         tkeys = [k for k, p in zip(keys, tp) if p]
-        ranks = best_positive_ranks(torch.from_numpy(emb[q][qp]), torch.from_numpy(emb[t][tp]), qkeys, tkeys)
-        for name, value in retrieval_metrics(ranks, ks).items():
-            out[f"retrieval/{q}->{t}/{name}"] = value
-        out[f"retrieval/{q}->{t}/n_queries"] = float((ranks >= 0).sum())
+        ev.add_retrieval(f"retrieval/{q}->{t}", emb[q][qp], emb[t][tp], KeyPositives(qkeys, tkeys), ks)
     if higher_order and len(model.modalities) >= 3:
         for t in model.modalities:
             qs = [m for m in model.modalities if m != t]
             qp = np.logical_and.reduce([samples.present(m).numpy() for m in qs])
             tp = samples.present(t).numpy()
-            ranks = higher_order_ranks(
-                [torch.from_numpy(emb[m][qp]) for m in qs],
-                torch.from_numpy(emb[t][tp]),
-                [k for k, p in zip(keys, qp) if p],
-                [k for k, p in zip(keys, tp) if p],
-            )
-            name = "+".join(qs)
-            for metric, value in retrieval_metrics(ranks, ks).items():
-                out[f"retrieval/{name}->{t}/{metric}"] = value
-            out[f"retrieval/{name}->{t}/n_queries"] = float((ranks >= 0).sum())
+            # Symile's MIP (arXiv 2411.01053, Sec. 3): the element-wise product of the query
+            # embeddings dotted with the candidate, so it is scored raw (not re-normalised)
+            prod = np.prod(np.stack([emb[m][qp] for m in qs]), axis=0)
+            positives = KeyPositives([k for k, p in zip(keys, qp) if p], [k for k, p in zip(keys, tp) if p])
+            per_query, ranking = retrieval_per_query(prod, emb[t][tp], positives, ks, normalize=False)
+            name = f"retrieval/{'+'.join(qs)}->{t}"
+            for metric, value in (aggregate(per_query) | counts(ranking)).items():
+                ev.metrics[f"{name}/{metric}"] = value
     text = zeroshot_text or next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     if label_column is not None and text is not None and class_prompts:
         labels = list(class_prompts)
@@ -113,8 +168,12 @@ def evaluate_samples(
             keep = samples.present(m).numpy() & np.asarray([y is not None for y in y_all])
             y = [v for v, k in zip(y_all, keep) if k]
             for name, value in zero_shot_metrics(emb[m][keep], y, classes, protos).items():
-                out[f"zeroshot/{m}/{name}"] = value
-    return out
+                ev.metrics[f"zeroshot/{m}/{name}"] = value
+            for name, values in zero_shot_per_sample(emb[m][keep], y, classes, protos).items():
+                ev.per_query[f"zeroshot/{m}/{name}"] = values
+            for name, value in zero_shot_chance(len(classes)).items():
+                ev.chance[f"zeroshot/{m}/{name}"] = value
+    return ev
 
 
 def manifest_prompts(
@@ -154,12 +213,15 @@ def evaluate_model(
             (``robustness``, ``max_subsets``, ``mcar_rates``, ``mnar_drop``, ``explain_samples``).
 
     Returns:
-        Flat metrics and extras (e.g. ``explanations``) for the report.
+        Flat metrics and extras for the report (e.g. ``explanations``; ``_evaluation``, the
+        :class:`Evaluation` with per-query values and chance levels, and ``_embeddings`` with the
+        sample ids and the ``match_on`` keys: underscore keys are not written to ``report.json``).
     """
     emb = embed_samples(model, samples, batch_size)
     metrics: dict[str, float] = {}
+    ev = Evaluation()
     if model.aligned:
-        metrics = evaluate_samples(
+        ev = evaluate_detailed(
             model,
             samples,
             match_on=match_on,
@@ -170,6 +232,7 @@ def evaluate_model(
             emb=emb,
             higher_order=higher_order,
         )
+        metrics = dict(ev.metrics)
     extras: dict[str, Any] = {}
     if model.fusion_spec is not None:
         from modalign.evaluation.prediction_eval import evaluate_predictions
@@ -179,4 +242,15 @@ def evaluate_model(
             fused_in = embed_samples(model, samples, batch_size, features=True)
         more, extras = evaluate_predictions(model, samples, fused_in, **(robustness or {}))
         metrics.update(more)
+    keys = samples.ids if match_on is None else samples.columns[match_on]
+    labels = samples.columns.get(label_column) if label_column is not None else None
+    present = {m: samples.present(m).numpy() for m in emb}
+    extras["_evaluation"] = ev
+    extras["_embeddings"] = {
+        "emb": emb,
+        "present": present,
+        "ids": samples.ids,
+        "keys": keys,
+        "labels": labels,
+    }
     return metrics, extras

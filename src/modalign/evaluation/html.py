@@ -15,8 +15,15 @@ from typing import Any
 from modalign.io import atomic_write_bytes
 
 
-def write_html_report(path: Path, metrics: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write the page atomically (retrieval, zero-shot, prediction, robustness, explanations)."""
+def write_html_report(path: Path, report: dict[str, Any], private: dict[str, Any]) -> None:
+    """Write the page atomically (retrieval, zero-shot, prediction, robustness, explanations).
+
+    Args:
+        report: the content of ``report.json`` (flat metrics, ``meta``, ``ci95``, ``chance``).
+        private: what the page may also draw from (``_evaluation``, ``_embeddings``).
+    """
+    meta = report.get("meta", {})
+    metrics = {k: v for k, v in report.items() if k not in ("meta", "ci95", "chance")}
     parts = [f"<h1>modalign report</h1>{_meta_table(meta)}"]
     retrieval = _split_keys(metrics, "retrieval/")
     if retrieval:

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
 
-from modalign.io import atomic_write_json
+from modalign.io import atomic_write_bytes, atomic_write_json
 
 
 def write_report(path: Path, metrics: dict[str, float], meta: dict[str, Any]) -> None:
-    """``report.json`` (flat metric keys plus a ``meta`` object) and ``report.html`` beside it."""
+    """``report.json``, ``report.html`` and ``per_query.npz`` beside it.
+
+    ``report.json`` holds the flat metric keys, a ``meta`` object and, when ``meta`` carries an
+    ``_evaluation`` (see :func:`~modalign.evaluation.evaluate.evaluate_model`), ``ci95``
+    (``{key: [low, high]}``, bootstrap over queries) and ``chance`` (``{key: value}``).
+    ``per_query.npz`` keeps every metric's per-query values for ``modalign compare``.
+    """
     from modalign.evaluation.html import write_html_report
 
+    private = {k: v for k, v in meta.items() if k.startswith("_")}
+    meta = {k: v for k, v in meta.items() if not k.startswith("_")}
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    atomic_write_json(path, {**clean, "meta": meta})
-    write_html_report(path.with_suffix(".html"), metrics, meta)
+    report: dict[str, Any] = {**clean, "meta": meta}
+    ev = private.get("_evaluation")
+    if ev is not None and ev.per_query:
+        from modalign.evaluation.uncertainty import bootstrap_ci
+
+        report["ci95"] = {k: [lo, hi] for k, (lo, hi) in bootstrap_ci(ev.per_query).items()}
+        report["chance"] = dict(ev.chance)
+        write_per_query(path.with_name("per_query.npz"), ev.per_query)
+    atomic_write_json(path, report)
+    write_html_report(path.with_suffix(".html"), report, private)
+
+
+def write_per_query(path: Path, per_query: dict[str, Any]) -> None:
+    """Per-query values as an ``.npz`` (plain arrays, no pickles), written atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in per_query.items()}
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_per_query(path: Path) -> dict[str, Any]:
+    """The arrays of :func:`write_per_query` (never unpickles); {} when the file is absent."""
+    import numpy as np
+
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
@@ -26,10 +63,9 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
     console = Console()
     pairs = sorted({k.split("/")[1] for k in metrics if k.startswith("retrieval/")})
     if pairs:
-        cols = sorted(
-            {k.split("/")[2] for k in metrics if k.startswith("retrieval/")},
-            key=lambda c: (not c.startswith("R@"), int(c[2:]) if c.startswith("R@") else 0, c),
-        )
+        found = {k.split("/")[2] for k in metrics if k.startswith("retrieval/")}
+        cols = [c for c in retrieval_columns(found) if not c.startswith(("precision@", "recall@", "n_"))]
+        cols += ["n_queries"] if "n_queries" in found else []
         table = Table(title=f"{title}: retrieval")
         table.add_column("query->target")
         for c in cols:
@@ -52,6 +88,20 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
         for k in zs:
             table.add_row(k, _fmt(metrics[k]))
         console.print(table)
+
+
+def retrieval_columns(found: set[str]) -> list[str]:
+    """Retrieval metric names in reading order: R@k by k, MRR, nDCG, MAP, ranks, the rest."""
+    lead = ("MRR@", "nDCG@", "MAP@", "median_rank", "mean_rank", "precision@", "recall@")
+
+    def key(c: str) -> tuple[int, int, str]:
+        if c.startswith("R@"):
+            return (0, int(c[2:]), c)
+        group = next((i for i, p in enumerate(lead) if c.startswith(p)), len(lead))
+        digits = "".join(ch for ch in c if ch.isdigit())
+        return (1 + group, int(digits) if digits else 0, c)
+
+    return sorted(found, key=key)
 
 
 def _fmt(v: float | None) -> str:

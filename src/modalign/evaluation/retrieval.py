@@ -1,93 +1,163 @@
-"""Cross-modal retrieval metrics with hit-rate semantics (CLIP_benchmark / open_clip conventions).
+"""Retrieval metrics on embeddings: CLIP_benchmark hit rates and sentence-transformers IR metrics.
 
-Rank (0-based) of the best-ranked positive of query q, with ``b`` the highest non-NaN score of a
-positive: ``#{negatives c: S(q,c) >= b}`` -- ties go against the positive, and every NaN score
-ranks after every number (a NaN candidate never beats anything; a query whose positives all score
-NaN gets rank = its number of negatives). It is the position of the first positive in the full
-ranking that sorts by score, NaN last, negatives before positives among equal scores; on tie-free,
-NaN-free scores it equals open_clip's "lower index wins" rank. Ties and NaNs never count as hits:
-a collapsed model (all scores equal) or NaN embeddings score R@k = 0 when each query has >= k
-negatives, where lower-index-wins would give data-order-dependent hits.
-A query's ``R@k`` hit is rank < k (*any* positive in the top k); ``median_rank`` is open_clip's
-``floor(median(rank)) + 1`` (1-based). Queries without any positive among the candidates are left
-out and counted (``n_queries_without_positive``).
-Conventions of CLIP_benchmark (github.com/LAION-AI/CLIP_benchmark: ``R@k`` as the hit rate of
-Radford et al., *Learning Transferable Visual Models From Natural Language Supervision*,
-arXiv 2103.00020) and of open_clip (Cherti et al., *Reproducible scaling laws for contrastive
-language-image learning*, arXiv 2212.07143).
+Ranks follow :mod:`modalign.evaluation.ranking` (lower candidate index wins ties, unscorable rows
+never hit). Per query, with relevant set R (``n_R`` positives), ranked list r_1..r_k and
+``h_i = 1[r_i ∈ R]`` (EVALUATION.md §1, §4.1):
+
+- ``R@k``: hit rate ``1[Σ_{i≤k} h_i > 0]`` -- CLIP_benchmark's ``*_retrieval_recall@k`` (the
+  CLIP-paper R@k, also sentence-transformers' ``accuracy@k``), any positive in the top k counts;
+- ``precision@k`` = ``Σ_{i≤k} h_i / k``; ``recall@k`` = ``Σ_{i≤k} h_i / n_R`` (true recall);
+- ``MRR@10`` = ``1 / min{i ≤ 10 : h_i}`` (0 if none); ``nDCG@10`` = ``Σ h_i / log2(i+1)`` over
+  ``Σ_{i≤min(10, n_R)} 1 / log2(i+1)``; ``MAP@100`` = ``Σ_{i≤100} h_i · precision@i / min(100, n_R)``;
+- ``mean_rank`` = ``mean(rank) + 1``, ``median_rank`` = ``floor(median(rank)) + 1`` (open_clip,
+  1-based) of each query's best-ranked positive.
+
+Queries without any positive are left out (as sentence-transformers does) and counted in
+``n_queries_without_positive``; ``n_queries`` counts the rest.
+References: CLIP_benchmark (github.com/LAION-AI/CLIP_benchmark, hit rate of Radford et al.,
+arXiv 2103.00020), open_clip (Cherti et al., arXiv 2212.07143), sentence-transformers
+``InformationRetrievalEvaluator`` (Reimers & Gurevych, arXiv 1908.10084).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
+
+from modalign.evaluation.ranking import Ranking, as_positives, rank_candidates
+
+NDCG_K, MRR_K, MAP_K = 10, 10, 100
 
 
-def best_positive_ranks(
-    queries: torch.Tensor,
-    candidates: torch.Tensor,
-    query_keys: Sequence[Hashable],
-    candidate_keys: Sequence[Hashable],
-    chunk_size: int = 1024,
-) -> np.ndarray:
-    """Rank of the best-ranked positive of every query; -1 where a query has no positive.
+def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
+    """Each metric's value for every query that has a positive: ``{key: (Q',)}`` plus ``rank``.
 
-    The rank is ``#{negatives c: S(q,c) >= b}`` with ``b`` the best non-NaN positive score: ties
-    go against the positive and NaN scores rank last (module docstring).
-
-    Args:
-        queries: (Q, D) unit rows. candidates: (K, D) unit rows.
-        query_keys, candidate_keys: a candidate is a positive of a query when their keys are equal.
+    The mean of each array over queries is the metric, except ``rank`` (best-positive 0-based rank),
+    from which :func:`aggregate` takes ``mean_rank`` and ``median_rank``.
     """
-    codes: dict[Hashable, int] = {}
-    qk = torch.tensor([codes.setdefault(k, len(codes)) for k in query_keys])
-    ck = torch.tensor([codes.setdefault(k, len(codes)) for k in candidate_keys])
-    out = []
-    for start in range(0, queries.shape[0], chunk_size):
-        s = queries[start : start + chunk_size].float() @ candidates.float().T  # (q, K)
-        pos = qk[start : start + chunk_size, None] == ck[None, :]  # (q, K)
-        scored = pos & ~s.isnan()  # positives with a number for a score
-        best = torch.where(scored, s, torch.tensor(-torch.inf)).max(dim=1).values  # (q,)
-        # NaN >= b is False: a NaN negative never ranks above a positive with a number
-        above = (~pos & (s >= best[:, None])).sum(1)  # (q,)
-        # every positive NaN: the positive ranks last, behind every negative (NaN ones included)
-        rank = torch.where(scored.any(1), above, (~pos).sum(1))
-        rank[~pos.any(1)] = -1
-        out.append(rank)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
-
-
-def retrieval_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """``R@k`` (hit rate) for each k and the 1-based median rank, over queries with a positive."""
-    valid = ranks[ranks >= 0]
-    out: dict[str, float] = {}
-    if valid.size == 0:
-        return {f"R@{k}": float("nan") for k in ks} | {"median_rank": float("nan")}
+    keep = ranking.n_positives > 0
+    rank = ranking.best_rank[keep]
+    rel = ranking.top_relevant[keep].astype(np.float64)  # (Q', K)
+    n_r = ranking.n_positives[keep].astype(np.float64)
+    out: dict[str, np.ndarray] = {"rank": rank.astype(np.float64)}
     for k in ks:
-        out[f"R@{k}"] = float((valid < k).mean())
-    out["median_rank"] = float(np.floor(np.median(valid)) + 1)
+        out[f"R@{k}"] = (rank < k).astype(np.float64)
+    for k in ks:
+        out[f"precision@{k}"] = rel[:, :k].sum(1) / k
+        out[f"recall@{k}"] = rel[:, :k].sum(1) / n_r
+    out[f"MRR@{MRR_K}"] = np.where(rank < MRR_K, 1.0 / (rank + 1.0), 0.0)
+    discount = 1.0 / np.log2(np.arange(2, NDCG_K + 2))
+    ideal = np.cumsum(discount)[np.minimum(n_r, NDCG_K).astype(int) - 1]
+    out[f"nDCG@{NDCG_K}"] = (rel[:, :NDCG_K] * discount[: rel[:, :NDCG_K].shape[1]]).sum(1) / ideal
+    top = rel[:, :MAP_K]
+    precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
+    out[f"MAP@{MAP_K}"] = (top * precision_at_i).sum(1) / np.minimum(n_r, MAP_K)
     return out
 
 
-def higher_order_ranks(
-    queries: Sequence[torch.Tensor],
-    candidates: torch.Tensor,
-    query_keys: Sequence[Hashable],
-    candidate_keys: Sequence[Hashable],
-) -> np.ndarray:
-    """Best-positive ranks when a query is made of several modalities, scored by Symile's MIP.
+def aggregate(per_query: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, float]:
+    """The metrics of :func:`per_query_metrics` over all queries, or over ``rows`` (a resample)."""
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    rank = pick(per_query["rank"])
+    if rank.size == 0:
+        return {k: float("nan") for k in per_query if k != "rank"} | {
+            "mean_rank": float("nan"),
+            "median_rank": float("nan"),
+        }
+    out = {k: float(pick(v).mean()) for k, v in per_query.items() if k != "rank"}
+    out["mean_rank"] = float(rank.mean() + 1)
+    out["median_rank"] = float(np.floor(np.median(rank)) + 1)
+    return out
 
-    ``MIP(q1, ..., qQ, c) = Σ_d q1_d ··· qQ_d c_d`` (Symile, arXiv 2411.01053, Sec. 3) is the dot
-    product of the element-wise product of the query embeddings with the candidate, so the ranks
-    come from :func:`best_positive_ranks` on that product.
+
+def retrieval_metrics(
+    queries: Any,
+    candidates: Any,
+    positives: Any,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    normalize: bool = True,
+    chunk_bytes: int = 256 * 2**20,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Retrieval metrics of ``queries`` (Q, D) against ``candidates`` (C, D).
 
     Args:
-        queries: Q tensors (N, D), row i of each is part of query i.
-        candidates: (K, D). query_keys, candidate_keys: as in :func:`best_positive_ranks`.
+        positives: (Q, C) bool array, or for each query the list of its positive candidate indices.
+        ks: cut-offs of ``R@k``, ``precision@k`` and ``recall@k``.
+        normalize: L2-normalise rows before scoring (cosine).
+        chunk_bytes: working memory per chunk of queries; 100,000 x 100,000 fits in the default.
+        progress: show a Rich progress bar over query chunks.
+
+    Returns:
+        ``R@k``, ``precision@k``, ``recall@k`` per k, ``MRR@10``, ``nDCG@10``, ``MAP@100``,
+        ``mean_rank``, ``median_rank``, ``n_queries``, ``n_queries_without_positive`` (module doc).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.eye(3, dtype=np.float32)
+        >>> retrieval_metrics(x, x, [[0], [1], [2]], ks=(1,))["R@1"]
+        1.0
     """
-    prod = queries[0]
-    for q in queries[1:]:
-        prod = prod * q
-    return best_positive_ranks(prod, candidates, query_keys, candidate_keys)
+    per_query, ranking = retrieval_per_query(
+        queries, candidates, positives, ks, normalize=normalize, chunk_bytes=chunk_bytes, progress=progress
+    )
+    return aggregate(per_query) | counts(ranking)
+
+
+def retrieval_per_query(
+    queries: Any,
+    candidates: Any,
+    positives: Any,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    normalize: bool = True,
+    chunk_bytes: int = 256 * 2**20,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], Ranking]:
+    """Per-query values (for bootstrap intervals) and the ranking they come from."""
+    n_q, n_c = len(queries), len(candidates)
+    pos = as_positives(positives, n_q, n_c)
+    top_k = max([*ks, NDCG_K, MRR_K, MAP_K])
+    if not progress:
+        ranking = rank_candidates(
+            queries, candidates, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes
+        )
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"ranking {n_c:,} candidates", total=n_q)
+            ranking = rank_candidates(
+                queries,
+                candidates,
+                pos,
+                top_k,
+                normalize=normalize,
+                chunk_bytes=chunk_bytes,
+                on_chunk=lambda done, _: bar.update(task, completed=done),
+            )
+    return per_query_metrics(ranking, ks), ranking
+
+
+def counts(ranking: Ranking) -> dict[str, float]:
+    """Provenance counts: queries with and without positives, candidates, positives."""
+    has = ranking.n_positives > 0
+    return {
+        "n_queries": float(has.sum()),
+        "n_queries_without_positive": float((~has).sum()),
+        "n_candidates": float(ranking.n_candidates),
+        "n_positives": float(ranking.n_positives.sum()),
+    }
+
+
+def rank_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """``R@k`` (hit rate) and the 1-based median rank from best-positive ranks (-1 = no positive)."""
+    valid = ranks[ranks >= 0]
+    if valid.size == 0:
+        return {f"R@{k}": float("nan") for k in ks} | {"median_rank": float("nan")}
+    out = {f"R@{k}": float((valid < k).mean()) for k in ks}
+    out["median_rank"] = float(np.floor(np.median(valid)) + 1)
+    return out

@@ -1,11 +1,12 @@
-"""Zero-shot classification against text prototypes (CLIP_benchmark convention).
+"""Zero-shot classification against text prototypes (CLIP_benchmark convention, EVALUATION.md §2).
 
-Prototype of class c: the L2-normalised mean of the (unit) embeddings of its prompts, re-normalised.
-Prediction: ``argmax_c  x̂ · W_c`` (the CLIP factor 100 changes nothing for accuracy). Metrics:
-``accuracy`` (top-1) and ``mean_per_class_recall`` (balanced accuracy over the classes present in y).
-A sample is a hit only when its true class scores strictly above every other class: a tie goes
-against the true class and NaN scores rank last, so a NaN row (where ``argmax`` would pick class 0)
-or a class tied with another is never a hit (the rule of ``retrieval.best_positive_ranks``).
+Prototype of class c: every prompt embedding L2-normalised, averaged, re-normalised (prompt
+ensembling: several templates per class, e.g. ``"a photo of a {}."``). Logits ``x̂ · W_c`` (the CLIP
+factor 100 changes no ranking). The rank of the true class follows the retrieval rule: classes
+scoring higher, plus equal-scoring classes of lower index, are ahead (as ``argmax`` and
+``torch.topk`` pick the first maximum); a sample whose true class scores NaN (a NaN row) is never a
+hit. Metrics: ``accuracy`` (top-1), ``top5_accuracy`` (NaN with fewer than 5 classes) and
+``mean_per_class_recall`` (scikit-learn's balanced accuracy: mean recall over classes present in y).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+DEFAULT_TEMPLATES = ("{}",)
+
 
 def class_prototypes(
     prompt_emb: np.ndarray, prompt_labels: Sequence[Hashable]
@@ -21,25 +24,76 @@ def class_prototypes(
     """Classes (sorted) and their prototype matrix (C, D) from prompt embeddings (P, D)."""
     classes = sorted(set(prompt_labels), key=lambda c: (str(type(c)), c))  # type: ignore[type-var]
     labels = np.asarray([classes.index(c) for c in prompt_labels])
-    protos = np.stack([prompt_emb[labels == i].mean(0) for i in range(len(classes))])
+    unit = prompt_emb / np.linalg.norm(prompt_emb, axis=1, keepdims=True).clip(1e-12)
+    protos = np.stack([unit[labels == i].mean(0) for i in range(len(classes))])
     protos /= np.linalg.norm(protos, axis=1, keepdims=True).clip(1e-12)
     return classes, protos
+
+
+def fill_templates(
+    class_names: dict[Hashable, list[str]], templates: Sequence[str]
+) -> dict[Hashable, list[str]]:
+    """Every template filled with every name of each class (``{}`` marks the name)."""
+    return {c: [t.replace("{}", n) for n in names for t in templates] for c, names in class_names.items()}
+
+
+def true_class_ranks(
+    emb: np.ndarray, labels: Sequence[Hashable], classes: Sequence[Hashable], prototypes: np.ndarray
+) -> np.ndarray:
+    """(N,) 0-based rank of each sample's true class; -1 for a label that is not a class, C when
+    the true class scores NaN (never a hit)."""
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index.get(c, -1) for c in labels], dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        scores = emb @ prototypes.T  # (N, C)
+    n_classes = scores.shape[1]
+    true = np.take_along_axis(scores, y.clip(0)[:, None], axis=1)  # (N, 1)
+    lower = np.arange(n_classes)[None, :] < y[:, None]
+    # NaN compares False: a NaN class is never ahead of the true class
+    ahead = (scores > true) | ((scores == true) & lower)
+    rank = ahead.sum(1)
+    rank[np.isnan(true[:, 0])] = n_classes
+    rank[y < 0] = -1
+    return rank
+
+
+def zero_shot_per_sample(
+    emb: np.ndarray, labels: Sequence[Hashable], classes: Sequence[Hashable], prototypes: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-sample values: top-1/top-5 hits (a label that is no class is a miss), and for
+    ``mean_per_class_recall`` (n, 2) rows of (hit, class index) of the samples whose label is a
+    class -- that statistic needs the class."""
+    rank = true_class_ranks(emb, labels, classes, prototypes)
+    known = rank >= 0
+    hit1 = (known & (rank < 1)).astype(np.float64)
+    out = {"accuracy": hit1}
+    if len(classes) >= 5:
+        out["top5_accuracy"] = (known & (rank < 5)).astype(np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index.get(c, -1) for c in labels], dtype=np.float64)
+    out["mean_per_class_recall"] = np.stack([hit1[known], y[known]], axis=1)
+    return out
+
+
+def balanced_recall(rows: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean over present classes of recall from (n, 2) (hit, class) rows, optionally weighted."""
+    if rows.shape[0] == 0:
+        return float("nan")
+    w = np.ones(rows.shape[0]) if weights is None else weights
+    cls = rows[:, 1].astype(np.int64)
+    num = np.bincount(cls, weights=w * rows[:, 0])
+    den = np.bincount(cls, weights=w)
+    present = den > 0
+    return float((num[present] / den[present]).mean())
 
 
 def zero_shot_metrics(
     emb: np.ndarray, labels: Sequence[Hashable], classes: Sequence[Hashable], prototypes: np.ndarray
 ) -> dict[str, float]:
-    """Top-1 accuracy and mean per-class recall of ``emb`` (N, D) classified by ``prototypes``."""
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.asarray([index.get(c, -1) for c in labels], dtype=np.int64)
-    with np.errstate(invalid="ignore"):  # NaN rows stay NaN, then never hit
-        scores = emb @ prototypes.T  # (N, C)
-    true = np.take_along_axis(scores, y.clip(0)[:, None], axis=1)  # (N, 1)
-    # NaN >= x is False: a NaN class never beats the true class, a NaN true class never hits
-    others = (scores >= true) & (np.arange(scores.shape[1])[None, :] != y[:, None])  # (N, C)
-    hit = (y >= 0) & ~np.isnan(true[:, 0]) & ~others.any(1)
-    recalls = [float(hit[y == c].mean()) for c in np.unique(y) if c >= 0]
-    return {
-        "accuracy": float(hit.mean()) if len(y) else float("nan"),
-        "mean_per_class_recall": float(np.mean(recalls)) if recalls else float("nan"),
-    }
+    """Top-1 (and top-5) accuracy and mean per-class recall of ``emb`` (N, D) by ``prototypes``."""
+    per = zero_shot_per_sample(emb, labels, classes, prototypes)
+    out = {"accuracy": float(per["accuracy"].mean()) if per["accuracy"].size else float("nan")}
+    if "top5_accuracy" in per:
+        out["top5_accuracy"] = float(per["top5_accuracy"].mean()) if per["accuracy"].size else float("nan")
+    out["mean_per_class_recall"] = balanced_recall(per["mean_per_class_recall"])
+    return out

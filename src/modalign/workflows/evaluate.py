@@ -22,6 +22,21 @@ def default_eval_dir(model_dir: Path, manifest_path: Path, split: str | None) ->
     return Path(model_dir).parent / "eval" / f"{Path(manifest_path).stem}-{split or 'all'}"
 
 
+def configured_label_column(model_dir: Path) -> str | None:
+    """``data.label_column`` of the run that trained ``model_dir`` (``RUN/config.yaml``), if any."""
+    path = Path(model_dir).parent / "config.yaml"
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    value = raw.get("data", {}).get("label_column") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def run_eval(
     model_dir: Path,
     manifest_path: Path,
@@ -56,7 +71,8 @@ def run_eval(
         prepare_output_dir(out_dir)
     model = load(model_dir)
     manifest = open_manifest(manifest_path)
-    label_column = label_column if label_column is not None else match_on
+    if label_column is None:  # zero-shot only with class labels given or configured (never match_on)
+        label_column = configured_label_column(model_dir)
     wanted = {match_on, label_column}
     if model.fusion_spec is not None:
         wanted |= {t.label_column for t in model.fusion_spec.tasks}

@@ -1,0 +1,211 @@
+"""Chunked ranking of candidates for retrieval metrics: per-query best ranks and top-K relevance.
+
+Rules (EVALUATION.md §0): scores are dot products of L2-normalised rows; the rank (0-based) of a
+candidate ``c`` for query ``q`` is ``#{c': S(q,c') > S(q,c)} + #{c': S(q,c') = S(q,c), c' < c}``,
+i.e. ties go to the **lower candidate index** (open_clip's rule: deterministic and chunk-safe).
+A row with a non-finite value, or a score that is not finite, is *unscorable*: it ranks after every
+finite score and an unscorable positive is never relevant, so NaN embeddings never score hits
+(a NaN query gets rank = number of candidates, a miss for every k).
+
+Memory: the (Q, C) score matrix is never held: queries go in chunks sized so that one chunk's
+scores and masks stay near ``chunk_bytes`` (default 256 MB), whatever Q and C are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# bytes per score-matrix element held at once in a chunk (scores, sort key, masks, comparisons)
+_BYTES_PER_ELEMENT = 24
+
+
+class Positives:
+    """Which candidates are positives of which query, served one query chunk at a time."""
+
+    n_queries: int
+    n_candidates: int
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:  # pragma: no cover - interface
+        """(stop - start, C) bool mask of the positives of queries ``start:stop``."""
+        raise NotImplementedError
+
+    def counts(self) -> np.ndarray:  # pragma: no cover - interface
+        """(Q,) number of positives of each query."""
+        raise NotImplementedError
+
+
+class KeyPositives(Positives):
+    """A candidate is a positive of a query when their keys are equal (same id, same label)."""
+
+    def __init__(self, query_keys: Sequence[Hashable], candidate_keys: Sequence[Hashable]) -> None:
+        codes: dict[Hashable, int] = {}
+        self.qk = torch.tensor([codes.setdefault(k, len(codes)) for k in query_keys], dtype=torch.int64)
+        self.ck = torch.tensor([codes.setdefault(k, len(codes)) for k in candidate_keys], dtype=torch.int64)
+        self.n_queries, self.n_candidates = len(self.qk), len(self.ck)
+        self._n_codes = len(codes)
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
+        return self.qk[start:stop, None] == self.ck[None, :]
+
+    def counts(self) -> np.ndarray:
+        per_code = np.bincount(self.ck.numpy(), minlength=self._n_codes)
+        return per_code[self.qk.numpy()] if self.n_queries else np.zeros(0, np.int64)
+
+
+class IndexPositives(Positives):
+    """Positives as candidate-index lists per query (CSR: ``indptr`` (Q + 1,), ``indices``)."""
+
+    def __init__(self, lists: Sequence[Sequence[int]], n_candidates: int) -> None:
+        sets = [sorted({int(i) for i in lst}) for lst in lists]
+        bad = [(q, i) for q, s in enumerate(sets) for i in s if not 0 <= i < n_candidates]
+        if bad:
+            q, i = bad[0]
+            raise ValueError(
+                f"positives: query {q} lists candidate {i}, outside 0..{n_candidates - 1} "
+                f"({len(bad)} such entries)"
+            )
+        self.indptr = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+        self.indices = torch.tensor([i for s in sets for i in s], dtype=torch.int64)
+        self.n_queries, self.n_candidates = len(sets), n_candidates
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        rows = torch.repeat_interleave(
+            torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
+        )
+        mask = torch.zeros(stop - start, self.n_candidates, dtype=torch.bool)
+        mask[rows, self.indices[lo:hi]] = True
+        return mask
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+
+def as_positives(positives: object, n_queries: int, n_candidates: int) -> Positives:
+    """A :class:`Positives` from a (Q, C) bool array, a list of index lists, or one already built.
+
+    Raises:
+        ValueError: wrong shape or length, or an index outside the candidates.
+    """
+    if isinstance(positives, Positives):
+        p = positives
+    elif isinstance(positives, (np.ndarray, torch.Tensor)) and positives.ndim == 2:
+        arr = np.asarray(positives.cpu() if isinstance(positives, torch.Tensor) else positives)
+        if arr.shape != (n_queries, n_candidates):
+            raise ValueError(
+                f"positives: a bool array of shape {arr.shape}, expected (queries, candidates) = "
+                f"{(n_queries, n_candidates)}"
+            )
+        p = IndexPositives([np.flatnonzero(r).tolist() for r in arr.astype(bool)], n_candidates)
+    else:
+        p = IndexPositives(list(positives), n_candidates)  # type: ignore[call-overload]
+    if (p.n_queries, p.n_candidates) != (n_queries, n_candidates):
+        raise ValueError(
+            f"positives cover {p.n_queries} queries x {p.n_candidates} candidates; the embeddings "
+            f"have {n_queries} queries x {n_candidates} candidates"
+        )
+    return p
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Per-query ranking facts that every retrieval metric is computed from.
+
+    Attributes:
+        best_rank: (Q,) 0-based rank of the best-ranked relevant positive (C when none is scorable).
+        top_relevant: (Q, K) whether the candidate at each of the first K places is a positive.
+        n_positives: (Q,) positives of each query (unscorable ones included).
+        n_candidates: C.
+    """
+
+    best_rank: np.ndarray
+    top_relevant: np.ndarray
+    n_positives: np.ndarray
+    n_candidates: int
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length; rows with a non-finite value or zero norm become NaN."""
+    x = x.float()
+    norm = x.norm(dim=1, keepdim=True)
+    ok = torch.isfinite(x).all(1, keepdim=True) & (norm > 0) & torch.isfinite(norm)
+    return torch.where(ok, x / norm.clamp_min(1e-30), torch.tensor(float("nan")))
+
+
+def rank_candidates(
+    queries: np.ndarray | torch.Tensor,
+    candidates: np.ndarray | torch.Tensor,
+    positives: Positives,
+    top_k: int = 100,
+    *,
+    normalize: bool = True,
+    chunk_bytes: int = 256 * 2**20,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Ranking:
+    """Best-positive ranks and top-``top_k`` relevance of every query, chunk by chunk.
+
+    Args:
+        queries: (Q, D). candidates: (C, D). positives: built with :func:`as_positives`.
+        top_k: length K of the ranked list kept per query (capped at C).
+        normalize: L2-normalise rows first (off to score exactly as a peer that scores raw rows).
+        chunk_bytes: working memory of one chunk of queries.
+        on_chunk: called with (queries done, Q) after every chunk (progress display).
+    """
+    q_all = torch.as_tensor(queries).float()
+    c_all = torch.as_tensor(candidates).float()
+    if normalize:
+        q_all, c_all = _unit_rows(q_all), _unit_rows(c_all)
+    n_q, n_c = q_all.shape[0], c_all.shape[0]
+    k = min(top_k, n_c)
+    step = max(1, chunk_bytes // (_BYTES_PER_ELEMENT * max(n_c, 1)))
+    best = np.empty(n_q, np.int64)
+    top = np.zeros((n_q, k), bool)
+    cand_idx = torch.arange(n_c)
+    for start in range(0, n_q, step):
+        stop = min(start + step, n_q)
+        s = q_all[start:stop] @ c_all.T  # (q, C)
+        unscorable = ~torch.isfinite(s)
+        key = s.masked_fill_(unscorable, -torch.inf)  # unscorable after every finite score
+        relevant = positives.chunk(start, stop) & ~unscorable  # (q, C)
+        del unscorable
+        best[start:stop] = _best_ranks(key, relevant, cand_idx).numpy()
+        if k:
+            top_idx = _top_k_lower_index_wins(key, k)  # (q, K)
+            top[start:stop] = relevant.gather(1, top_idx).numpy()
+        if on_chunk is not None:
+            on_chunk(stop, n_q)
+    return Ranking(best, top, positives.counts(), n_c)
+
+
+def _best_ranks(key: torch.Tensor, relevant: torch.Tensor, cand_idx: torch.Tensor) -> torch.Tensor:
+    """(q,) rank of the first relevant candidate under the lower-index-wins rule; C when none."""
+    b = torch.where(relevant, key, torch.tensor(-torch.inf)).max(1, keepdim=True).values  # (q, 1)
+    at_b = relevant & (key == b)
+    n_c = key.shape[1]
+    first = torch.where(at_b, cand_idx, n_c).min(1, keepdim=True).values  # lowest index among them
+    rank = (key > b).sum(1) + ((key == b) & (cand_idx < first)).sum(1)
+    return torch.where(relevant.any(1), rank, n_c)
+
+
+def _top_k_lower_index_wins(key: torch.Tensor, k: int) -> torch.Tensor:
+    """(q, k) candidate indices of the first k places, ties at equal score ordered by index.
+
+    ``torch.topk`` leaves the order of equal scores unspecified, so only its values are used: the
+    k-th value is the cut, every score above it is in, and among scores equal to it the lowest
+    indices fill the remaining places.
+    """
+    cut = torch.topk(key, k, dim=1).values[:, -1:]  # (q, 1)
+    above = key > cut
+    at_cut = key == cut
+    room = k - above.sum(1, keepdim=True)  # places left for scores equal to the cut
+    crowded = (at_cut.sum(1, keepdim=True) > room).squeeze(1)
+    if crowded.any():  # more ties at the cut than places: keep the lowest indices
+        rows = crowded.nonzero().squeeze(1)
+        at_cut[rows] &= at_cut[rows].cumsum(1) <= room[rows]
+    chosen = (above | at_cut).nonzero()[:, 1].view(-1, k)  # ascending index within each row
+    order = torch.sort(key.gather(1, chosen), dim=1, descending=True, stable=True).indices
+    return chosen.gather(1, order)
