@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup, names
-from modalign.training.distributed import GatheredObjective, World
+from modalign.training.distributed import GatheredObjective, RankStreamModel, World, gather_rows
 from modalign.training.grad_cache import cached_backward
-from modalign.types import EmbeddingBatch
+from modalign.types import Batch, EmbeddingBatch
 from modalign.workflows import build  # noqa: F401  (registers every objective)
 
 B, D_IN, D = 12, 5, 6
@@ -111,6 +111,21 @@ def run_case(case, world: World, mode: str) -> dict[str, torch.Tensor]:
     return result
 
 
+def dropout_streams(world: World) -> dict[str, torch.Tensor]:
+    """Dropout masks of a ``RankStreamModel`` on each rank's rows (gathered), replayed once."""
+    drop = torch.nn.Dropout(0.5)
+    model = RankStreamModel(lambda b: EmbeddingBatch({"x": drop(torch.ones(len(b), 16))}, {}), world)
+    torch.manual_seed(3)  # the shared stream: same state on every rank
+    before = torch.get_rng_state()
+    batch = Batch({}, {}, [f"row{world.rank * 4 + i}" for i in range(4)])
+    first, replay = model(batch).emb["x"], model(batch).emb["x"]
+    return {
+        "dropout|masks": gather_rows(first, world),
+        "dropout|replay_equal": torch.tensor(float(torch.equal(first, replay))),
+        "dropout|shared_stream_untouched": torch.tensor(float(torch.equal(before, torch.get_rng_state()))),
+    }
+
+
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -120,6 +135,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         for mode in ("gather", "cached", "local"):
             for k, v in run_case(case, world, mode).items():
                 results[f"{case_name}|{mode}|{k}"] = v
+    results.update(dropout_streams(world))
     if rank == 0:
         torch.save(results, Path(out_dir) / "two_ranks.pt")
     dist.destroy_process_group()
@@ -161,3 +177,10 @@ def test_global_batch_must_split_evenly():
     with pytest.raises(ConfigError, match="not divisible by the 2 processes"):
         World(rank=0, size=2).my_rows(list(range(7)))
     assert World(rank=1, size=2).my_rows(list(range(8))) == [4, 5, 6, 7]
+
+
+def test_dropout_streams_differ_by_rank_and_replay_exactly(two_ranks):
+    masks = two_ranks["dropout|masks"]
+    assert masks.shape == (8, 16) and not torch.equal(masks[:4], masks[4:])  # ranks' rows differ
+    assert float(two_ranks["dropout|replay_equal"]) == 1.0  # a GradCache replay draws the same masks
+    assert float(two_ranks["dropout|shared_stream_untouched"]) == 1.0  # objectives' draws stay aligned

@@ -22,7 +22,8 @@ checkpoints are the same files whatever the world size.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,8 @@ import torch.distributed as dist
 from torch import nn
 
 from modalign.errors import ConfigError
-from modalign.types import EmbeddingBatch, LossOutput
+from modalign.training.devices import rng_states, set_rng_states
+from modalign.types import Batch, EmbeddingBatch, LossOutput
 
 
 @dataclass(frozen=True)
@@ -189,3 +191,29 @@ class GatheredObjective:
     def __call__(self, batch: EmbeddingBatch) -> LossOutput:
         out: LossOutput = self.objective(gather_embeddings(batch, self.world))
         return out
+
+
+class RankStreamModel:
+    """Calls ``model`` under a random stream of the batch's own rows (dropout differs by rank).
+
+    Every rank's global RNG is seeded alike so that the objectives' draws on the global batch
+    (mixup) agree; a forward on that shared stream would give every rank the same dropout masks.
+    Here the forward runs on a forked stream seeded by the shared state and the rows' ids: different
+    rows (ranks, micro-batches) get different masks, a GradCache replay (same state, same rows)
+    gets the same ones, and the shared stream is left untouched.
+    """
+
+    def __init__(self, model: Callable[[Batch], EmbeddingBatch], world: World):
+        self.model, self.world = model, world
+
+    def __call__(self, batch: Batch) -> EmbeddingBatch:
+        if self.world.size == 1:
+            return self.model(batch)
+        state = zlib.crc32(torch.get_rng_state().numpy().tobytes())
+        rows = zlib.crc32("\0".join(batch.ids).encode())
+        saved = rng_states()
+        try:
+            torch.manual_seed((state << 32) | rows)  # CPU and every device
+            return self.model(batch)
+        finally:
+            set_rng_states(saved)

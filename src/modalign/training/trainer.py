@@ -44,7 +44,7 @@ from modalign.training.checkpoint import (
     save_weights,
 )
 from modalign.training.devices import autocast, check_precision, resolve_device
-from modalign.training.distributed import GatheredObjective, World
+from modalign.training.distributed import GatheredObjective, RankStreamModel, World
 from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.progress import TrainingProgress
@@ -106,6 +106,7 @@ class Trainer:
         self.loss_fn: Callable[[EmbeddingBatch], LossOutput] = (
             GatheredObjective(objective, self.world) if self.world.size > 1 else objective
         )
+        self.embed: Callable[[Batch], EmbeddingBatch] = RankStreamModel(model, self.world)
         self.show_progress, self.on_step = show_progress, on_step
         self.micro_batch_size = cfg.micro_batch_size if cfg.accumulation == "cached" else None
         self.prediction, self.modality_dropout = prediction, modality_dropout or {}
@@ -274,7 +275,7 @@ class Trainer:
             self._scaled(out.loss).backward()
             return out
         return cached_backward(
-            self.model,
+            self.embed,
             batch.split(self.micro_batch_size),
             self.loss_fn,
             forward_context=self._autocast,
@@ -314,7 +315,7 @@ class Trainer:
         (validation, where every rank evaluates the whole validation set) only ``batch``.
         """
         objective = self.loss_fn if self.model.training else self.objective
-        emb = self.model(batch)
+        emb = self.embed(batch)
         extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
         if extra:  # frozen teacher embeddings computed once (training/teacher.py)
             present = {**emb.present, **{k: batch.present[k] for k in extra}}
