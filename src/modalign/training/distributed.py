@@ -21,9 +21,10 @@ checkpoints are the same files whatever the world size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -207,13 +208,21 @@ class RankStreamModel:
         self.model, self.world = model, world
 
     def __call__(self, batch: Batch) -> EmbeddingBatch:
-        if self.world.size == 1:
+        with rows_stream(batch.ids, self.world):
             return self.model(batch)
-        state = zlib.crc32(torch.get_rng_state().numpy().tobytes())
-        rows = zlib.crc32("\0".join(batch.ids).encode())
-        saved = rng_states()
-        try:
-            torch.manual_seed((state << 32) | rows)  # CPU and every device
-            return self.model(batch)
-        finally:
-            set_rng_states(saved)
+
+
+@contextlib.contextmanager
+def rows_stream(ids: Sequence[str], world: World) -> Iterator[None]:
+    """With several ranks: run the block on a fork of the shared RNG seeded by its state and ``ids``."""
+    if world.size == 1:
+        yield
+        return
+    state = zlib.crc32(torch.get_rng_state().numpy().tobytes())
+    rows = zlib.crc32("\0".join(ids).encode())
+    saved = rng_states()
+    try:
+        torch.manual_seed((state << 32) | rows)  # CPU and every device
+        yield
+    finally:
+        set_rng_states(saved)

@@ -44,7 +44,7 @@ from modalign.training.checkpoint import (
     save_weights,
 )
 from modalign.training.devices import autocast, check_precision, resolve_device
-from modalign.training.distributed import GatheredObjective, RankStreamModel, World
+from modalign.training.distributed import GatheredObjective, RankStreamModel, World, rows_stream
 from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.progress import TrainingProgress
@@ -266,7 +266,8 @@ class Trainer:
         """
         batch = self._augment(batch, seeds)
         if self.modality_dropout:
-            present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
+            with rows_stream(batch.ids, self.world):  # ranks draw for their own rows
+                present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
             batch = dataclasses.replace(batch, present=present)
         batch = batch.to(self.device)  # the step's one host-to-device copy
         if self.micro_batch_size is None or self.micro_batch_size >= len(batch):
