@@ -360,7 +360,8 @@ def test_fp16_loss_scaling_resumes_bit_identically(
         scaler = json.loads(f.metadata()["modalign"])["grad_scaler"]
     assert scaler["scale"] > 1000 and scaler["_growth_tracker"] > 0
     log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
-    assert all(0 < r["grad_norm"] < 100 for r in log)  # clipped after unscaling, not at scale 2**16
+    # clipped after unscaling, not at scale 2**16 (a step that overflowed fp16 is skipped: inf)
+    assert all(0 < r["grad_norm"] < 100 for r in log if not r["skipped"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

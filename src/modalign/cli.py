@@ -87,6 +87,9 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="delete the earlier run in --out and start again"
     ),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="train on N local processes (launches torchrun; global batch)"
+    ),
 ) -> None:
     """Train a model, checkpointing as it goes, then evaluate it on the test split.
 
@@ -96,6 +99,14 @@ def train(
     from modalign.errors import ModalignError
     from modalign.workflows.train import run_training
 
+    if nproc > 1:
+        from modalign.workflows.launch import launch_torchrun, train_args
+
+        try:
+            code = launch_torchrun(nproc, train_args(config, out, set_, resume, overwrite))
+        except ModalignError as e:
+            _fail(e)
+        raise typer.Exit(code=code)
     try:
         cfg = load_config(config, set_)
         run_dir = out if out is not None else Path("runs") / config.stem
@@ -103,6 +114,8 @@ def train(
     except ModalignError as e:
         _fail(e)
         return
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 reports
     skipped = {k: v for k, v in metrics.items() if k.startswith("data/skipped/")}
     for k, v in skipped.items():
         typer.echo(f"skipped rows {k.removeprefix('data/skipped/')}: {int(v)}")

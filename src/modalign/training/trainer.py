@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from modalign.config import TrainerConfig
+from modalign.data.augment import augment_per_sample, sample_seed
 from modalign.data.dataset import ModalitySource, SampleSet, collate
 from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
@@ -42,6 +44,7 @@ from modalign.training.checkpoint import (
     save_weights,
 )
 from modalign.training.devices import autocast, check_precision, resolve_device
+from modalign.training.distributed import GatheredObjective, RankStreamModel, World, rows_stream
 from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.progress import TrainingProgress
@@ -65,6 +68,10 @@ class Trainer:
         show_progress: Rich progress bar.
         on_step: called after every step with ``(step, metrics)``; an exception it raises stops
             training (tests use it to simulate a crash).
+        world: this process among the ranks of a ``torchrun`` launch (default: the initialised
+            process group, else one process). ``config.batch_size`` is the global batch; each rank
+            takes its slice and the objective sees the gathered global batch
+            (:mod:`modalign.training.distributed`); only rank 0 writes files.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class Trainer:
         modality_dropout: dict[str, float] | None = None,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        world: World | None = None,
     ):
         self.config = cfg = config if config is not None else TrainerConfig()
         self.model, self.objective = model, objective
@@ -93,6 +101,12 @@ class Trainer:
         full = cfg.batch_size == "full" or int(cfg.batch_size) >= len(train)
         self.batch_size = len(train) if full else int(cfg.batch_size)
         self.full_batch = full
+        self.world = world if world is not None else World.current()
+        self.world.local_rows(self.batch_size)  # ConfigError unless the ranks split it evenly
+        self.loss_fn: Callable[[EmbeddingBatch], LossOutput] = (
+            GatheredObjective(objective, self.world) if self.world.size > 1 else objective
+        )
+        self.embed: Callable[[Batch], EmbeddingBatch] = RankStreamModel(model, self.world)
         self.show_progress, self.on_step = show_progress, on_step
         self.micro_batch_size = cfg.micro_batch_size if cfg.accumulation == "cached" else None
         self.prediction, self.modality_dropout = prediction, modality_dropout or {}
@@ -118,16 +132,18 @@ class Trainer:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=g)
 
-    def _batches(self, state: TrainState) -> Iterator[tuple[TrainState, Batch]]:
-        """Batches from ``state`` on; each comes with the position *after* it (drop-last epochs)."""
+    def _batches(self, state: TrainState) -> Iterator[tuple[TrainState, Batch, list[int]]]:
+        """This rank's slice of the batches from ``state`` on, with the position *after* each
+        (drop-last epochs) and the per-sample augmentation seeds of its rows."""
         epoch, k = state.epoch, state.batch_in_epoch
         per_epoch, b = self._batches_per_epoch(), min(self.batch_size, len(self.train_set))
         while True:
             order = self._epoch_order(epoch)
             while k < per_epoch:
-                idx = order[k * b : (k + 1) * b].tolist()
+                idx = self.world.my_rows(order[k * b : (k + 1) * b].tolist())
                 k += 1
-                yield TrainState(0, epoch, k), collate(self.train_set, idx, self.sources)
+                seeds = [sample_seed(self.seed, epoch, i) for i in idx]
+                yield TrainState(0, epoch, k), collate(self.train_set, idx, self.sources), seeds
             epoch, k = epoch + 1, 0
 
     # --- loop -----------------------------------------------------------------------------------
@@ -145,18 +161,22 @@ class Trainer:
                 self.ema.load_state_dict(
                     {k: v.to(self.device) for k, v in _strip_prefix(extra, "ema/").items()}
                 )
-        self._trim_metrics(state.step)
+        self.world.broadcast_state([self.model, self.objective])  # every rank starts from rank 0's
+        main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
+        if main:
+            self._trim_metrics(state.step)
         batches = self._batches(state)
         streak = 0  # steps in a row skipped for a non-finite loss or gradient
         with (
             self._progress(state.step) as advance,
-            open(self.out_dir / "metrics.jsonl", "a") as log,
+            open(self.out_dir / "metrics.jsonl" if main else os.devnull, "a") as log,
         ):
             while state.step < self.max_steps:
-                position, batch = next(batches)
+                position, batch, seeds = next(batches)
                 t0 = time.perf_counter()
-                metrics = self._train_step(state.step, batch)
-                metrics["samples_per_s"] = len(batch) / max(time.perf_counter() - t0, 1e-9)
+                metrics = self._train_step(state.step, batch, seeds)
+                rows = len(batch) * self.world.size
+                metrics["samples_per_s"] = rows / max(time.perf_counter() - t0, 1e-9)
                 state = dataclasses.replace(
                     state, step=state.step + 1, epoch=position.epoch, batch_in_epoch=position.batch_in_epoch
                 )
@@ -169,12 +189,12 @@ class Trainer:
                     metrics["val/loss"] = self.validate()
                     if metrics["val/loss"] < state.best_val:
                         state = dataclasses.replace(state, best_val=metrics["val/loss"], best_step=state.step)
-                        if self.config.select_best:
+                        if self.config.select_best and main:
                             self._check_finite_weights(state.step, "the best-validation weights")
                             save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
-                if state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps:
+                if main and (state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps):
                     self._check_finite_weights(state.step, "its checkpoint")
                     save_checkpoint(
                         self.ckpt_dir,
@@ -194,7 +214,7 @@ class Trainer:
         self._check_finite_weights(state.step, "the model")
         return state
 
-    def _train_step(self, step: int, batch: Batch) -> dict[str, float]:
+    def _train_step(self, step: int, batch: Batch, seeds: Sequence[int] | None = None) -> dict[str, float]:
         """One optimizer step; returns the step's metrics (``skipped`` 1.0 for a non-finite step).
 
         A step whose loss or gradient norm is NaN/inf leaves the weights, the optimizer state and
@@ -211,7 +231,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        out = self.backward(batch)
+        out = self.backward(batch, seeds)
+        self.world.average_gradients(self.params)  # identity in one process
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradient, not the scaled one
         grad_norm = float(
@@ -219,7 +240,7 @@ class Trainer:
             if cfg.grad_clip is not None
             else _grad_norm(self.params)
         )
-        loss = float(out.loss.detach())
+        loss = self.world.all_mean(float(out.loss.detach()))  # differs by rank only with prediction tasks
         finite = math.isfinite(loss) and math.isfinite(grad_norm)
         if finite:
             self._optimizer_step()
@@ -232,7 +253,7 @@ class Trainer:
                 self.ema.update(self.model)
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "skipped": float(not finite), **out.metrics}
 
-    def backward(self, batch: Batch) -> LossOutput:
+    def backward(self, batch: Batch, seeds: Sequence[int] | None = None) -> LossOutput:
         """Loss of ``batch`` with its gradients accumulated into ``.grad``.
 
         With ``accumulation="cached"`` the encoders run on micro-batches and the gradient is still
@@ -240,10 +261,13 @@ class Trainer:
         ``batch`` may be on the CPU: augmentation and modality dropout draw from the CPU RNG there,
         then the batch moves to the trainer's device. The forward passes and the loss run under
         ``trainer.precision``'s autocast; with fp16 the accumulated gradients are loss-scaled.
+        ``seeds`` (one per row, from ``fit``) augment every row under its own seed, the same on
+        any rank; without them the batch is augmented at once from the global RNG.
         """
-        batch = self._augment(batch)
+        batch = self._augment(batch, seeds)
         if self.modality_dropout:
-            present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
+            with rows_stream(batch.ids, self.world):  # ranks draw for their own rows
+                present = modality_dropout(batch.present, self.modality_dropout, keep_one=True)
             batch = dataclasses.replace(batch, present=present)
         batch = batch.to(self.device)  # the step's one host-to-device copy
         if self.micro_batch_size is None or self.micro_batch_size >= len(batch):
@@ -252,9 +276,9 @@ class Trainer:
             self._scaled(out.loss).backward()
             return out
         return cached_backward(
-            self.model,
+            self.embed,
             batch.split(self.micro_batch_size),
-            self.objective,
+            self.loss_fn,
             forward_context=self._autocast,
             scale=self._scaled,
         )
@@ -275,22 +299,32 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-    def _augment(self, batch: Batch) -> Batch:
+    def _augment(self, batch: Batch, seeds: Sequence[int] | None = None) -> Batch:
         """Each modality's training-time augmentation (identity for most transforms)."""
+        if seeds is not None:
+            inputs = {
+                s.name: augment_per_sample(s.transform, batch.inputs[s.name], seeds) for s in self.sources
+            }
+            return dataclasses.replace(batch, inputs=inputs)
         inputs = {s.name: s.transform.augment(batch.inputs[s.name]) for s in self.sources}
         return dataclasses.replace(batch, inputs=inputs)
 
     def loss(self, batch: Batch) -> LossOutput:
-        """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""
-        emb = self.model(batch)
+        """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks.
+
+        With several ranks, the objectives see the global batch in training mode; in eval mode
+        (validation, where every rank evaluates the whole validation set) only ``batch``.
+        """
+        objective = self.loss_fn if self.model.training else self.objective
+        emb = self.embed(batch)
         extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
         if extra:  # frozen teacher embeddings computed once (training/teacher.py)
             present = {**emb.present, **{k: batch.present[k] for k in extra}}
             emb = EmbeddingBatch({**emb.emb, **extra}, present, emb.features)
         if self.prediction is None:
-            return self.objective(emb)
+            return objective(emb)
         pred = self.prediction(emb, batch)  # first: heads draw dropout before the objectives' mixup
-        out = self.objective(emb)
+        out = objective(emb)
         return LossOutput(
             pred.loss + out.loss, {**out.metrics, **{f"task/{k}": v for k, v in pred.metrics.items()}}
         )

@@ -15,13 +15,14 @@ import yaml
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, check_presence, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.data.manifest import Manifest, cell
+from modalign.data.manifest import Manifest, cell, ensure_extracted
 from modalign.errors import ConfigError, OutputError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.checkpoint import list_checkpoints
+from modalign.training.distributed import World, init_from_env
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
@@ -62,12 +63,23 @@ def run_training(
     earlier run first): the rules are in :mod:`modalign.workflows.rundir`, checked before any data
     is read. ``manifest`` replaces ``cfg.data.manifest`` with rows already in memory
     (:meth:`Manifest.from_rows`).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains its slice of each global batch; rank 0
+    alone locks and writes the run directory, evaluates and returns the metrics (other ranks: {}).
     """
     out = Path(out_dir)
+    world = init_from_env(cfg.trainer.device)
     check_params(cfg)  # before any data is read
+    if not world.is_main:
+        world.barrier()  # rank 0 has locked and checked the directory (an --overwrite run is gone)
+        resume = resume and bool(list_checkpoints(out / "checkpoints"))
+        return _train(cfg, out, resume, False, on_step, manifest, world)
     with open_run(out, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite) as run:
+        if world.size > 1 and manifest is None:  # extract once, before the other ranks read it
+            ensure_extracted(cfg.data.manifest, cfg.data.archive)
+        world.barrier()
         try:
-            return _train(cfg, out, run.resume, show_progress, on_step, manifest)
+            return _train(cfg, out, run.resume, show_progress, on_step, manifest, world)
         except OutputError as e:
             raise OutputError(
                 f"{e}\nthe run in {out} is intact up to its newest checkpoint: continue it with --resume"
@@ -81,6 +93,7 @@ def _train(
     show_progress: bool,
     on_step: Callable[[int, dict[str, float]], None] | None,
     manifest: Manifest | None,
+    world: World,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     d = cfg.data
@@ -106,16 +119,19 @@ def _train(
         errors, warnings = coverage_problems(cfg, split_coverage(cfg, manifest, sources))
         refuse(errors)  # a test split the evaluation cannot use: before training, not after it
         for warning in check_presence(manifest, sources, train_rows) + warnings:
-            print(warning, file=sys.stderr)
+            if world.is_main:
+                print(warning, file=sys.stderr)
         fit_transforms(manifest, sources, train_rows)
         columns = {t.label_column for t in cfg.fusion.tasks} if cfg.fusion is not None else set()
         labels = {c: [cell(manifest.rows[i], c) for i in train_rows] for c in columns}
         torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
         model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
-        # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)
-        atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
-        model.save_transforms(transforms_dir)
-    check_free_space(out, _bytes_needed(cfg, model, out), "this run")
+        if world.is_main:  # other ranks fitted the same transforms (deterministic) and write nothing
+            # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)
+            atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
+            model.save_transforms(transforms_dir)
+    if world.is_main:
+        check_free_space(out, _bytes_needed(cfg, model, out), "this run")
     sources = model.sources()
     keep = {d.label_column, cfg.eval.match_on}
     if model.fusion_spec is not None:
@@ -158,8 +174,11 @@ def _train(
         modality_dropout=dict(f.modality_dropout) if f is not None else None,
         show_progress=show_progress,
         on_step=on_step,
+        world=world,
     )
     state = trainer.fit(resume=resume)
+    if not world.is_main:
+        return {}
     if cfg.trainer.select_best and state.best_step > 0:
         model.load_state_dict(load_safetensors(trainer.best_path))
     model.save(out / "model")
