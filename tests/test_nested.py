@@ -167,3 +167,16 @@ def test_the_readme_example_of_nested_fields_validates() -> None:
     assert cfg.column("speech") == "spoken_description.fr" and cfg.column("country") == "country"
     assert cfg.modalities["country"].transform.numeric == ()  # inferred from the data
     assert cfg.modalities["area"].transform.numeric == ("area_km2",)
+
+
+def test_an_object_without_scalar_fields_is_refused_naming_its_column(tmp_path: Path) -> None:
+    from modalign.data.manifest import Manifest
+    from modalign.errors import DataError
+
+    rows = [{"id": str(i), "geo": {"shape": [i, i + 1]}, "split": "train"} for i in range(4)]
+    cfg = load_config(
+        raw={"data": {"manifest": "m.jsonl"}, "modalities": {"g": {"kind": "tabular", "column": "geo"}}}
+    )
+    with pytest.raises(DataError, match=r"column 'geo': the objects hold no field of numbers") as e:
+        fit_transforms(Manifest.from_rows(rows), build_sources(cfg), range(4))
+    assert e.value.reason == "no_features"
