@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from modalign.cli import app
 from modalign.config import load_config
-from modalign.errors import DataError
+from modalign.errors import ConfigError, DataError
 from modalign.workflows.check import check_data
 from modalign.workflows.train import run_training
 
@@ -123,4 +123,17 @@ def test_select_best_without_validation_rows_is_refused(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, lambda k, r: {**r, "split": "train"} if r["split"] == "val" else r)
     cfg = load_config(raw=tiny_config(manifest, max_steps=2, select_best=True))
     with pytest.raises(DataError, match="trainer.select_best needs validation rows"):
+        run_training(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_data_check_reports_the_splits_training_would_refuse(tmp_path: Path) -> None:
+    names = {"train": "training", "val": "val", "test": "testing"}  # not the config's split names
+    manifest = _manifest(tmp_path, lambda k, r: {**r, "split": names[r["split"]]})
+    cfg = load_config(raw=tiny_config(manifest, max_steps=2))
+    problems = check_data(manifest, cfg, show_progress=False).problems
+    messages = [str(p) for p in problems if p.reason == "empty_split"]
+    assert len(messages) == 2, problems
+    assert "data.train_split='train' selects no rows" in messages[0] and "'training'" in messages[0]
+    assert "data.test_split='test' selects no rows" in messages[1]
+    with pytest.raises(ConfigError, match="data.train_split='train' selects no rows"):
         run_training(cfg, tmp_path / "run", show_progress=False)

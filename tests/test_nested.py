@@ -129,6 +129,10 @@ def test_init_proposes_nested_fields_and_its_config_checks_and_trains(tmp_path: 
     from modalign.cli import app
 
     manifest = _nested_manifest(tmp_path)
+    # the case: the features sit in an object named like the modality init makes of them
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    renamed = [{("tabular" if k == "country" else k): v for k, v in r.items()} for r in rows]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in renamed))
     cfg = tmp_path / "nested.yaml"
     runner = CliRunner()
     result = runner.invoke(app, ["init", str(manifest), "--out", str(cfg)])
@@ -138,16 +142,18 @@ def test_init_proposes_nested_fields_and_its_config_checks_and_trains(tmp_path: 
     }
     assert uses["spoken.fr"] == "modality spoken_fr", result.output
     assert uses["spoken.en"] == "not used"  # null in every row
-    assert all(uses[f"country.{f}"] == "feature of" for f in ("area_km2", "continent", "flag")), result.output
+    assert all(uses[f"tabular.{f}"] == "feature of" for f in ("area_km2", "continent", "flag")), result.output
     raw = yaml.safe_load(cfg.read_text())
     assert raw["modalities"]["spoken_fr"]["column"] == "spoken.fr"
     assert raw["modalities"]["spoken_fr"]["kind"] == "audio"
+    assert raw["modalities"]["tabular"]["transform"]["numeric"] == ["tabular.area_km2"]
     check = runner.invoke(app, ["data", "check", str(manifest), "--config", str(cfg)])
     assert check.exit_code == 0 and "0 problem(s)" in check.output, check.output
     # data check sees the nested modality in every row of every split
     table = {tuple(ln.split()) for ln in check.output.splitlines()}
     for split, n in (("train", "24"), ("val", "4"), ("test", "8")):
         assert (split, n, "spoken_fr", n, "0", "0") in table, check.output
+        assert (split, n, "tabular", n, "0", "0") in table, check.output
     fast = ["trainer.max_steps=2", "trainer.batch_size=8", "trainer.warmup_steps=0", "trainer.val_every=2"]
     run = tmp_path / "run"
     args = ["train", str(cfg), "--out", str(run), *[x for s in fast for x in ("--set", s)]]
@@ -167,3 +173,16 @@ def test_the_readme_example_of_nested_fields_validates() -> None:
     assert cfg.column("speech") == "spoken_description.fr" and cfg.column("country") == "country"
     assert cfg.modalities["country"].transform.numeric == ()  # inferred from the data
     assert cfg.modalities["area"].transform.numeric == ("area_km2",)
+
+
+def test_an_object_without_scalar_fields_is_refused_naming_its_column(tmp_path: Path) -> None:
+    from modalign.data.manifest import Manifest
+    from modalign.errors import DataError
+
+    rows = [{"id": str(i), "geo": {"shape": [i, i + 1]}, "split": "train"} for i in range(4)]
+    cfg = load_config(
+        raw={"data": {"manifest": "m.jsonl"}, "modalities": {"g": {"kind": "tabular", "column": "geo"}}}
+    )
+    with pytest.raises(DataError, match=r"column 'geo': the objects hold no field of numbers") as e:
+        fit_transforms(Manifest.from_rows(rows), build_sources(cfg), range(4))
+    assert e.value.reason == "no_features"

@@ -44,7 +44,7 @@ def test_a_training_run_piped_to_a_file_prints_progress_lines(tmp_path: Path) ->
     import yaml
 
     manifest = write_dataset(tmp_path / "data")
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(manifest, max_steps=3)))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(manifest, max_steps=5)))
     log = tmp_path / "log.txt"
     with open(log, "w") as f:  # stdout and stderr to a file, as `modalign train ... > log 2>&1`
         done = subprocess.run(
@@ -64,7 +64,13 @@ def test_a_training_run_piped_to_a_file_prints_progress_lines(tmp_path: Path) ->
     text = log.read_text()
     assert done.returncode == 0, text
     steps = [m.group(1) for ln in text.splitlines() if (m := LINE.match(ln))]
-    assert steps == ["1", "3"], text
+    assert steps == ["1", "5"], text
+    # a line per loaded split, and the estimate after the warm-up steps
+    for split, n in (("train", 48), ("val", 8), ("test", 16)):
+        assert re.search(rf"^loading {split}: {n} rows in \d+\.\d s$", text, re.M), text
+    assert re.search(
+        r"^estimated \S+ s/step \(steps 2-4\); ETA \d+:\d\d:\d\d for the 1 step left$", text, re.M
+    )
 
 
 def test_the_estimate_times_the_real_warm_up_steps() -> None:

@@ -121,7 +121,10 @@ def fit_transforms(manifest: Manifest, sources: Sequence[ModalitySource], rows: 
     """Fit every transform on the present payloads of ``rows`` (the training split)."""
     for src in sources:
         payloads = [p for i in rows if (p := src.payload(manifest.rows[i])) is not None]
-        src.transform.fit(payloads)
+        try:
+            src.transform.fit(payloads)
+        except DataError as e:
+            raise e.located(column=src.column) from None
 
 
 def load_samples(

@@ -70,7 +70,7 @@ class TrainingProgress:
         left = self.total - done
         text = (
             f"estimated {per_step:.3g} s/step (steps {self.start + 2}-{done}); "
-            f"ETA {hms(per_step * left)} for the {left} steps left"
+            f"ETA {hms(per_step * left)} for the {left} step{'s' * (left != 1)} left"
         )
         if self.bar is not None:
             self.bar.console.print(text)

@@ -99,6 +99,14 @@ def check_data(
         coverage.append(manifest_coverage(manifest, fitted, split, split_rows_, labels, tally))
     by_split = {c.split: c for c in coverage}
     roles = {r: by_split[s] for r, s in (("val", d.val_split), ("test", d.test_split)) if s in by_split}
+    if d.train_split not in by_split:  # training refuses it; the transforms were fitted on every row
+        problems.append(
+            DataError(
+                f"data.train_split={d.train_split!r} selects no rows (column {d.split_column!r} holds "
+                f"{sorted(by_split)[:10]}): training needs it",
+                reason="empty_split",
+            )
+        )
     if d.test_split is not None and d.test_split not in by_split:
         problems.append(
             DataError(

@@ -116,9 +116,10 @@ def _train(
                 "data.test_split: null to train without a test evaluation"
             )
         sources = build_sources(cfg)
-        errors, warnings = coverage_problems(cfg, split_coverage(cfg, manifest, sources))
+        warnings = check_presence(manifest, sources, train_rows)  # a modality never in training
+        errors, more = coverage_problems(cfg, split_coverage(cfg, manifest, sources))
         refuse(errors)  # a test split the evaluation cannot use: before training, not after it
-        for warning in check_presence(manifest, sources, train_rows) + warnings:
+        for warning in warnings + more:
             if world.is_main:
                 print(warning, file=sys.stderr)
         fit_transforms(manifest, sources, train_rows)

@@ -92,6 +92,12 @@ class TabularTransform(Transform):
         payloads (a nested object), the features are inferred first (:func:`infer_features`)."""
         if not self.numeric and not self.categorical and any(isinstance(p, dict) for p in payloads):
             self.numeric, self.categorical = infer_features([p for p in payloads if isinstance(p, dict)])
+            if not self.numeric and not self.categorical:
+                raise DataError(
+                    "the objects hold no field of numbers or categories (fields holding lists or "
+                    "objects are left out): name the features in transform.numeric / categorical",
+                    reason="no_features",
+                )
             self.vocab = {c: {} for c in self.categorical}
             self.width = len(self.numeric)
         rows = []
