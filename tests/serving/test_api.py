@@ -223,6 +223,7 @@ def test_malformed_or_oversized_media_is_422_with_a_clear_message(
         ({"json": {"text": "x", "k": 0}}, 422, "k"),
         ({"json": {"text": "x", "k": 5000}}, 422, "between 1 and 1000"),
         ({"json": {"text": ""}}, 422, "text"),
+        ({"json": {"text": "a" * 2001}}, 422, "more than the limit of 2000"),
         ({"json": {"text": "x", "url": "http://127.0.0.1:9/"}}, 422, "url"),
         ({"json": {"text": "x", "filter": {"label": {"near": 2}}}}, 422, "gte"),
         ({"json": {"text": "x", "filter": ["split"]}}, 422, "filter"),
@@ -267,3 +268,29 @@ def test_a_slow_request_times_out_with_504(served: Served) -> None:
         r = c.post("/search", json={"text": "a circle"})
     assert r.status_code == 504
     assert "longer than 0.2 s" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"api_key": ""}, "must not be empty"),
+        ({"cors_origins": ("*",)}, "'*' is refused"),
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"timeout_s": 0.0}, "timeout_s"),
+    ],
+)
+def test_unsafe_or_invalid_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    from modalign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ServeSettings(**kwargs)
+
+
+def test_default_limits_refuse_a_17_megapixel_image_and_a_61_second_clip(client: TestClient) -> None:
+    # the README's defaults: 16 megapixels, 60 s (checked from the headers, before decoding)
+    r = client.post("/search", files={"image": ("big.png", _bomb_png(4100), "image/png")})
+    assert r.status_code == 422 and "more than the service's limit of 16000000" in r.json()["detail"]
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000 * 61, dtype=np.float32), 8000, format="WAV")
+    r = client.post("/search", files={"audio": ("long.wav", buf.getvalue(), "audio/wav")})
+    assert r.status_code == 422 and "more than the service's limit of 60 s" in r.json()["detail"]

@@ -66,6 +66,16 @@ def test_search_page_text_query_results_and_image_upload(dataset: Path, tmp_path
         assert "6 results" in page.inner_text("#status")
         page.screenshot(path=str(tmp_path / "text-query.png"), full_page=True)
 
+        # keyboard: Enter on a focused result finds the items similar to it (itself excluded)
+        cards.nth(0).focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            f"document.querySelector('#results li code')?.textContent !== '{first_id}'"
+            " && document.querySelectorAll('#results li img').length === 6"
+        )
+        similar = page.eval_on_selector_all("#results li code", "cs => cs.map(c => c.textContent)")
+        assert len(similar) == 6 and first_id not in similar
+
         # an image upload finds the same image first
         row = 1  # the lowest row of its shape: wins exact ties too
         page.set_input_files("#file", str(served.root / served.metadata[row]["image"]))
@@ -84,3 +94,27 @@ def test_search_page_text_query_results_and_image_upload(dataset: Path, tmp_path
         assert shot.stat().st_size > 10_000
         page.close()
     assert requests and all(u.startswith((server.url, "blob:")) for u in requests)  # no external assets
+
+
+def test_audio_results_get_audio_players(dataset: Path, tmp_path: Path, browser: Any) -> None:
+    from modalign.search import Index
+
+    served = build_served(dataset, tmp_path / "served")
+    audio = [f"audio/{k}.wav" for k in range(len(served.ids))]
+    vectors = served.model.encode(audio, "audio", base_dir=served.root)
+    info = {"modality": "audio", "corpus_root": str(served.root), "media_column": "audio"}
+    index = Index.build(tmp_path / "audio-idx", vectors, served.ids, [{"audio": a} for a in audio], info=info)
+    with ServerThread(create_app(index, served.model)) as server:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelector('#info').textContent.includes('audio items')")
+        page.fill("#query", "a stripe")
+        page.press("#query", "Enter")
+        page.wait_for_function("document.querySelectorAll('#results li audio').length === 12")
+        assert page.eval_on_selector_all("#results li audio", "as => as.every(a => a.controls)")
+        # the players hold the items' WAV files: the browser reads their duration from them
+        page.wait_for_function(
+            "[...document.querySelectorAll('#results li audio')].every(a => a.duration > 0.1)"
+        )
+        page.screenshot(path=str(tmp_path / "audio-results.png"), full_page=True)
+        page.close()

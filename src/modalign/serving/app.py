@@ -10,9 +10,11 @@ this package only inside ``modalign serve``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mimetypes
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +67,7 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
         title="modalign search",
         description="Cross-modal search over a modalign index.",
         version="1",
-        lifespan=None,
+        lifespan=_closing(batcher),
     )
     api.state.batcher = batcher
 
@@ -206,6 +208,17 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
     app.fastapi = api
     app.batcher = batcher
     return app
+
+
+def _closing(batcher: MicroBatcher) -> Any:
+    """A lifespan that stops the batcher's worker and model thread when the server shuts down."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    return lifespan
 
 
 def media_path(info: dict[str, Any], metadata: dict[str, Any], item_id: str) -> Path:
