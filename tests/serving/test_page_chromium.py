@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served import ServerThread, build_served
+from served import ServerThread, shared_served
 
 from modalign.serving import ServeSettings, create_app
 
@@ -35,8 +35,10 @@ def browser() -> Any:
         b.close()
 
 
-def test_search_page_text_query_results_and_image_upload(dataset: Path, tmp_path: Path, browser: Any) -> None:
-    served = build_served(dataset, tmp_path / "served")
+def test_search_page_text_query_results_and_image_upload(
+    dataset: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, browser: Any
+) -> None:
+    served = shared_served(dataset, tmp_path_factory)
     app = create_app(served.index, served.model, ServeSettings(api_key="k3y"))
     requests: list[str] = []
     with ServerThread(app) as server:
@@ -96,10 +98,12 @@ def test_search_page_text_query_results_and_image_upload(dataset: Path, tmp_path
     assert requests and all(u.startswith((server.url, "blob:")) for u in requests)  # no external assets
 
 
-def test_audio_results_get_audio_players(dataset: Path, tmp_path: Path, browser: Any) -> None:
+def test_audio_results_get_audio_players(
+    dataset: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, browser: Any
+) -> None:
     from modalign.search import Index
 
-    served = build_served(dataset, tmp_path / "served")
+    served = shared_served(dataset, tmp_path_factory)
     audio = [f"audio/{k}.wav" for k in range(len(served.ids))]
     vectors = served.model.encode(audio, "audio", base_dir=served.root)
     info = {"modality": "audio", "corpus_root": str(served.root), "media_column": "audio"}

@@ -68,6 +68,8 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
         description="Cross-modal search over a modalign index.",
         version="1",
         lifespan=_closing(batcher),
+        docs_url=None,  # the interactive docs load their scripts from a CDN: the schema stays
+        redoc_url=None,
     )
     api.state.batcher = batcher
 
