@@ -19,9 +19,11 @@ replays the journal and drops a torn last record. One process writes at a time (
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,11 @@ from modalign.search._snapshot import (
 )
 from modalign.search._validate import check_items, check_json, unit_rows
 
-# A filtered search whose allowed rows are at most this share of the index scores them exactly
-# (gather + matmul), which is both exact and faster than a graph walk that skips most nodes.
+# A filtered search scores the matching rows exactly (gather + matmul) up to _exact_limit rows:
+# exact, and cheaper than a FAISS walk that must skip the rows the filter leaves out.
 _EXACT_SHARE = 0.05
+# Row subsets of recent filters are kept (with their vectors) up to this share of the index's rows.
+_CACHE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Index:
         self._lock_fd = -1
         self._writer: JournalWriter | None = None
         self._columns = MetadataColumns()
+        self._subsets: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._closed = False
 
     # ------------------------------------------------------------------ creating and opening
@@ -222,12 +227,12 @@ class Index:
         q = unit_rows(np.asarray(queries), self.dim, "queries")
         with self._mutex:
             self._check_open()
-            allowed = None
             if filter is not None:
-                allowed = compile_filter(filter, self._meta, self._columns) & self._live
+                scores, rows = self._search_filtered(q, k, filter)
             elif len(self._row_of) < len(self._ids):
-                allowed = self._live
-            scores, rows = self._search_rows(q, k, allowed)
+                scores, rows = self._search_rows(q, k, self._live)
+            else:
+                scores, rows = self._search_rows(q, k, None)
             return [
                 [
                     Hit(self._ids[r], float(s), dict(self._meta[r] or {}))  # type: ignore[arg-type]
@@ -237,28 +242,45 @@ class Index:
                 for srow, rrow in zip(scores, rows)
             ]
 
+    def _search_filtered(self, q: np.ndarray, k: int, where: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Search the rows matching ``where``: exactly over them when they are few (their vectors
+        gathered once and kept for the next query with the same filter), else inside FAISS."""
+        key = _filter_key(where)
+        if key is not None and key in self._subsets:
+            self._subsets.move_to_end(key)
+            rows, sub = self._subsets[key]
+            return exact_top_k(sub, rows, q, k)
+        allowed = compile_filter(where, self._meta, self._columns) & self._live
+        n, count = len(self._ids), int(allowed.sum())
+        if count <= _exact_limit(self.kind, self.params, n, k):
+            rows = np.flatnonzero(allowed)
+            sub = self._vectors[rows]
+            if key is not None and count <= _CACHE_SHARE * n:
+                self._subsets[key] = (rows, sub)
+                while sum(len(r) for r, _ in self._subsets.values()) > _CACHE_SHARE * n:
+                    self._subsets.popitem(last=False)  # the least recently used filter goes first
+            return exact_top_k(sub, rows, q, k)
+        return self._search_rows(q, k, allowed)
+
     def _search_rows(
         self, q: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search over every row, or over the ``allowed`` ones; exactly ``k`` when they exist."""
         n = len(self._ids)
-        if allowed is not None:
-            count = int(allowed.sum())
-            if count == 0:
-                return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-            if count <= max(k, _EXACT_SHARE * n) or (self.kind == "flat" and count <= n // 2):
-                return exact_top_k(self._vectors[:n], q, k, np.flatnonzero(allowed))
-        want = min(k, n if allowed is None else int(allowed.sum()))
         fetch = k * self.params["refine"] if self.kind == "ivfpq" else k
         scores, rows = _faiss.search(self._faiss, self.kind, self.params, q, min(fetch, n), allowed)
         if self.kind == "ivfpq":  # re-score the candidates exactly from the stored vectors
             scores, rows = rerank(self._vectors, q, rows, k)
         scores, rows = scores[:, :k], rows[:, :k]
+        want = min(k, n if allowed is None else int(allowed.sum()))
+        if rows.shape[1] >= want and (want == 0 or rows[:, want - 1].min() >= 0):
+            return scores, rows
+        # the approximate walk found fewer than k allowed rows for some queries: score them exactly
         short = np.flatnonzero((rows >= 0).sum(axis=1) < want)
-        if len(short):  # the approximate walk found fewer than k allowed rows: score them exactly
-            candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(n)
-            ex_s, ex_r = exact_top_k(self._vectors[:n], q[short], k, candidates)
-            scores, rows = pad(scores, k), pad(rows, k)
-            scores[short, : ex_s.shape[1]], rows[short, : ex_r.shape[1]] = ex_s, ex_r
+        candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(n)
+        ex_s, ex_r = exact_top_k(self._vectors[candidates], candidates, q[short], k)
+        scores, rows = pad(scores, k), pad(rows, k)
+        scores[short, : ex_s.shape[1]], rows[short, : ex_r.shape[1]] = ex_s, ex_r
         return scores, rows
 
     # ------------------------------------------------------------------ changing
@@ -327,8 +349,10 @@ class Index:
         self._live = np.array([i is not None for i in ids], dtype=bool)
         self._row_of = {i: r for r, i in enumerate(ids) if i is not None}
         self._columns.reset()
+        self._subsets.clear()
 
     def _apply(self, change: Change) -> None:
+        self._subsets.clear()  # cached filter subsets describe the rows before this change
         if change.op == "add":
             assert change.vectors is not None and change.metadata is not None
             check_items(change.ids, change.metadata, len(change.vectors), self._row_of)
@@ -419,3 +443,26 @@ class Index:
         self._gen, self._journal_bytes = gen, 0
         self._cleanup()
         self._writer = JournalWriter(self.path / names["journal"], 0)
+
+
+def _filter_key(where: Any) -> str | None:
+    """A cache key for a filter, or None when it is not JSON (compile_filter then says why)."""
+    try:
+        return json.dumps(where, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _exact_limit(kind: str, params: dict[str, Any], n: int, k: int) -> float:
+    """How many matching rows a filtered search scores exactly rather than inside FAISS.
+
+    flat: up to half the rows (FAISS would scan all N anyway). hnsw: an exact pass costs ``c``
+    distances for ``c`` matching rows; a filtered graph walk about ``ef * m`` distances divided by
+    the share ``c / n`` of rows it may keep, so exact wins while ``c <= sqrt(ef * m * n)``.
+    ivfpq: up to 5% of the rows.
+    """
+    if kind == "flat":
+        return max(k, n // 2)
+    if kind == "hnsw":
+        return max(k, _EXACT_SHARE * n, (params["ef_search"] * params["m"] * n) ** 0.5)
+    return max(k, _EXACT_SHARE * n)
