@@ -248,3 +248,16 @@ def test_filtered_search_sees_changes_made_after_it(tmp_path: Path) -> None:
     again = idx.search(q, k=3, filter={"tag": "a"})[0]
     assert again[0].id == "twin" and "item5" not in {h.id for h in again}
     assert [h.id for h in again[1:]] == [h.id for h in first[1:]]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_empty_small_and_emptied_indexes(tmp_path: Path, kind: str) -> None:
+    vectors, ids, _ = corpus(5)
+    empty = Index.build(tmp_path / "empty", np.zeros((0, D), np.float32), [], kind=kind)
+    assert empty.search(vectors[:2], k=3) == [[], []] and len(empty) == 0
+    empty.add(vectors[:1], ids[:1])
+    assert [h.id for h in empty.search(vectors[0], k=3)[0]] == ["item0"]
+    idx = Index.build(tmp_path / "small", vectors, ids, kind=kind)
+    assert len(idx.search(vectors[0], k=10)[0]) == 5  # k > N: all of them
+    idx.delete(ids)
+    assert idx.search(vectors[0], k=3) == [[]] and idx.search(vectors[0], k=3, filter={"x": 1}) == [[]]

@@ -115,7 +115,10 @@ class Index:
         """
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise IndexStoreError(f"cannot build an index at {path}: it exists and is not an empty directory")
+            raise IndexStoreError(
+                f"cannot build an index at {path}: it exists and is not an empty directory "
+                "(choose a new path, or delete it first)"
+            )
         vectors = unit_rows(vectors, None, "vectors")
         n, dim = vectors.shape
         metadata = check_items(ids, metadata, n, set())
@@ -227,6 +230,10 @@ class Index:
         q = unit_rows(np.asarray(queries), self.dim, "queries")
         with self._mutex:
             self._check_open()
+            if not self._row_of:
+                if filter is not None:
+                    compile_filter(filter, self._meta, self._columns)  # a bad filter still says so
+                return [[] for _ in q]
             if filter is not None:
                 scores, rows = self._search_filtered(q, k, filter)
             elif len(self._row_of) < len(self._ids):
