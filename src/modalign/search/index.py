@@ -5,7 +5,7 @@ On disk an index is a directory::
     index.json             the manifest: kind, dim, params, info, generation g, sizes and crc32s
     vectors-g.npy          (N, D) float32 unit rows, deleted rows included (tombstones)
     items-g.jsonl          one line per row: {"id": ..., "metadata": {...}} or null when deleted
-    faiss-g.index          the FAISS index (hnsw, ivfpq; a flat one is rebuilt from the vectors)
+    engine-g.bin           the FAISS or usearch index (a flat one is rebuilt from the vectors)
     journal-g.wal          changes since snapshot g (see ``_journal``), one fsynced record each
 
 Durability: a change is acknowledged (``add``/``delete`` returns) only after its journal record is
@@ -32,7 +32,7 @@ import numpy as np
 
 from modalign.errors import ConfigError, IndexStoreError, ItemNotFoundError
 from modalign.io import atomic_write_bytes, atomic_write_json, remove_stray_temp_files
-from modalign.search import _faiss
+from modalign.search import _engine
 from modalign.search._exact import exact_top_k, pad, rerank
 from modalign.search._filters import MetadataColumns, compile_filter
 from modalign.search._journal import Change, JournalWriter, scan
@@ -122,13 +122,13 @@ class Index:
         vectors = unit_rows(vectors, None, "vectors")
         n, dim = vectors.shape
         metadata = check_items(ids, metadata, n, set())
-        resolved = _faiss.resolve_params(kind, dim, n, params)
+        resolved = _engine.resolve_params(kind, dim, n, params)
         info = dict(info or {})
         check_json(info, "info")
         self = cls(path)
         self.kind, self.dim, self.params, self.info = kind, dim, resolved, info
         self._set_rows(vectors, list(ids), list(metadata))
-        self._faiss = _faiss.build(kind, dim, resolved, vectors)
+        self._engine = _engine.build(kind, dim, resolved, vectors)
         self._gen, self._journal_bytes = 0, 0
         path.mkdir(parents=True, exist_ok=True)
         self._take_write_lock()
@@ -172,18 +172,21 @@ class Index:
         self.params, self.info = manifest["params"], manifest["info"]
         vectors, ids, metadata = decode_snapshot(self.path, files, blobs, manifest)
         self._set_rows(vectors, ids, metadata)
-        if "faiss" in blobs:
+        if "engine" in blobs:
             try:
-                self._faiss = _faiss.from_bytes(blobs["faiss"])
-            except RuntimeError as e:
-                raise IndexStoreError(f"{self.path / files['faiss']}: not a FAISS index ({e})") from None
-            if self._faiss.ntotal != len(ids) or self._faiss.d != self.dim:
+                self._engine = _engine.from_bytes(self.kind, blobs["engine"], self.dim, self.params)
+            except (RuntimeError, ValueError) as e:
                 raise IndexStoreError(
-                    f"{self.path / files['faiss']} holds {self._faiss.ntotal} vectors of dim "
-                    f"{self._faiss.d}, the snapshot {len(ids)} of dim {self.dim}"
+                    f"{self.path / files['engine']}: not a {self.kind} index ({e})"
+                ) from None
+            rows, dim = _engine.size(self.kind, self._engine)
+            if (rows, dim) != (len(ids), self.dim):
+                raise IndexStoreError(
+                    f"{self.path / files['engine']} holds {rows} vectors of dim {dim}, "
+                    f"the snapshot {len(ids)} of dim {self.dim}"
                 )
         else:
-            self._faiss = _faiss.build(self.kind, self.dim, self.params, vectors)
+            self._engine = _engine.build(self.kind, self.dim, self.params, vectors)
         self._gen = gen
         changes, self._journal_bytes, _ = scan(self.path / files["journal"])
         for number, change in enumerate(changes):
@@ -275,7 +278,7 @@ class Index:
         """FAISS search over every row, or over the ``allowed`` ones; exactly ``k`` when they exist."""
         n = len(self._ids)
         fetch = k * self.params["refine"] if self.kind == "ivfpq" else k
-        scores, rows = _faiss.search(self._faiss, self.kind, self.params, q, min(fetch, n), allowed)
+        scores, rows = _engine.search(self.kind, self._engine, self.params, q, min(fetch, n), allowed)
         if self.kind == "ivfpq":  # re-score the candidates exactly from the stored vectors
             scores, rows = rerank(self._vectors, q, rows, k)
         scores, rows = scores[:, :k], rows[:, :k]
@@ -369,7 +372,7 @@ class Index:
                 grown[:start] = self._vectors[:start]
                 self._vectors = grown
             self._vectors[start:end] = change.vectors
-            self._faiss.add(change.vectors)
+            _engine.add(self.kind, self._engine, change.vectors, start)
             self._ids.extend(change.ids)
             self._meta.extend(change.metadata)
             self._live = np.concatenate([self._live, np.ones(len(change.ids), dtype=bool)])
@@ -420,15 +423,15 @@ class Index:
         keep = set(generation_files(self._gen).values())
         for p in self.path.iterdir():
             stem = p.name.split("-")[0]
-            if stem in ("vectors", "items", "faiss", "journal") and p.name not in keep:
+            if stem in ("vectors", "items", "engine", "journal") and p.name not in keep:
                 p.unlink(missing_ok=True)
 
     def _write_snapshot(self, gen: int) -> None:
         names = generation_files(gen)
         n = len(self._ids)
         blobs = {"vectors": npy_bytes(self._vectors[:n]), "items": items_bytes(self._ids, self._meta)}
-        if self.kind != "flat":
-            blobs["faiss"] = _faiss.to_bytes(self._faiss)
+        if _engine.persisted(self.kind):
+            blobs["engine"] = _engine.to_bytes(self.kind, self._engine)
         for key, data in blobs.items():
             atomic_write_bytes(self.path / names[key], data)
         manifest = {
@@ -470,6 +473,6 @@ def _exact_limit(kind: str, params: dict[str, Any], n: int, k: int) -> float:
     """
     if kind == "flat":
         return max(k, n // 2)
-    if kind == "hnsw":
+    if kind in ("hnsw", "usearch"):
         return max(k, _EXACT_SHARE * n, (params["ef_search"] * params["m"] * n) ** 0.5)
     return max(k, _EXACT_SHARE * n)
