@@ -5,20 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def exact_top_k(
-    vectors: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among ``rows``: ``(Q, min(k, len(rows)))`` scores and rows, best first.
+def exact_top_k(sub: np.ndarray, rows: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of ``q`` ``(Q, D)`` among ``sub`` ``(R, D)``, the vectors of index ``rows`` ``(R,)``.
 
-    Ties go to the lower row, the order FAISS's flat search uses.
+    Returns ``(Q, min(k, R))`` scores and rows, best first; equal scores in the top k are ordered
+    by row.
     """
-    scores = q @ vectors[rows].T  # (Q, R)
+    scores = q @ sub.T  # (Q, R)
     k = min(k, len(rows))
     if k < len(rows):
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(scores, part, axis=1)
-        # sort by score, then by row so ties are deterministic
-        order = np.lexsort((rows[part], -top), axis=1)
+        order = np.lexsort((rows[part], -top), axis=1)  # by score, then by row
         idx = np.take_along_axis(part, order, axis=1)
     else:
         idx = np.lexsort((np.broadcast_to(rows, scores.shape), -scores), axis=1)

@@ -20,7 +20,7 @@ def generation_files(gen: int) -> dict[str, str]:
     return {
         "vectors": f"vectors-{gen}.npy",
         "items": f"items-{gen}.jsonl",
-        "faiss": f"faiss-{gen}.index",
+        "engine": f"engine-{gen}.bin",
         "journal": f"journal-{gen}.wal",
     }
 
