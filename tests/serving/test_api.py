@@ -189,7 +189,7 @@ def _bomb_png(side: int) -> bytes:
 @pytest.mark.parametrize(
     "field, data, message",
     [
-        ("image", b"not an image at all", "cannot decode the uploaded image"),
+        ("image", b"not an image at all", "not a recognised image format"),
         ("image", b"", "empty"),
         ("image", b"GIF89a", "cannot decode the uploaded image"),
         ("image", "truncated", "cannot decode the uploaded image"),
@@ -294,3 +294,11 @@ def test_default_limits_refuse_a_17_megapixel_image_and_a_61_second_clip(client:
     sf.write(buf, np.zeros(8000 * 61, dtype=np.float32), 8000, format="WAV")
     r = client.post("/search", files={"audio": ("long.wav", buf.getvalue(), "audio/wav")})
     assert r.status_code == 422 and "more than the service's limit of 60 s" in r.json()["detail"]
+
+
+def test_only_loopback_hosts_count_as_local() -> None:
+    from modalign.serving.server import api_key_from, is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.0.0.2"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "example.org"]))
+    assert api_key_from("given") == "given"

@@ -45,6 +45,12 @@ def test_search_page_text_query_results_and_image_upload(
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server.url + "/")
+        # every control has a label (screen readers, click targets)
+        unlabelled = page.eval_on_selector_all(
+            "input, button",
+            "els => els.filter(e => e.tagName === 'INPUT' && !e.labels.length).map(e => e.id)",
+        )
+        assert unlabelled == []
         assert "API key" in page.inner_text("#info")  # the page asks for the key it lacks
         page.fill("#api-key", "k3y")
         page.dispatch_event("#api-key", "change")
