@@ -151,6 +151,35 @@ def test_media_never_leaves_the_corpus_root(served: Served, tmp_path: Path) -> N
             assert c.get(url).status_code == 404
 
 
+def test_untrusted_corpus_files_never_run_as_pages(served: Served, tmp_path: Path) -> None:
+    from modalign.search import Index
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    files = {
+        "page.html": b"<script>alert(1)</script>",
+        "icon.svg": b"<svg onload='alert(1)'/>",
+        "a.png": b"png",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    vectors = np.eye(3, served.model.embed_dim, dtype=np.float32)
+    info = {"modality": "image", "corpus_root": str(root), "media_column": "file"}
+    index = Index.build(tmp_path / "idx", vectors, list(files), [{"file": n} for n in files], info=info)
+    with TestClient(create_app(index, served.model)) as c:
+        for name in ("page.html", "icon.svg"):
+            r = c.get(f"/items/{name}/media")
+            assert r.status_code == 200 and r.content == files[name]
+            assert r.headers["content-type"] == "application/octet-stream"
+            assert r.headers["content-disposition"].startswith("attachment")
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in r.headers["content-security-policy"]
+        png = c.get("/items/a.png/media")
+        assert png.headers["content-type"] == "image/png" and "content-disposition" not in png.headers
+        page = c.get("/")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
 def test_api_key_is_required_except_for_health_and_the_page(served: Served) -> None:
     with client_for(served, api_key="s3cret") as c:
         assert c.post("/search", json={"text": "a circle"}).status_code == 401
