@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-from served import Served, assert_brute_force_results, shared_served
+from serve_fixtures import Served, assert_brute_force_results, shared_served
 
 from modalign.serving import ServeSettings, create_app
 

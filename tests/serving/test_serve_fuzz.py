@@ -15,7 +15,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
-from served import shared_served  # noqa: E402
+from serve_fixtures import shared_served  # noqa: E402
 
 from modalign.serving import ServeSettings, create_app  # noqa: E402
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served import ServerThread, shared_served
+from serve_fixtures import ServerThread, shared_served
 
 from modalign.serving import ServeSettings, create_app
 
