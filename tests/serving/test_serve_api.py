@@ -331,3 +331,17 @@ def test_only_loopback_hosts_count_as_local() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.0.0.2"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "example.org"]))
     assert api_key_from("given") == "given"
+
+
+def test_serve_caps_concurrency_at_256_and_refuses_a_bad_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from modalign.errors import ConfigError
+    from modalign.serving.server import serve
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    serve(object())
+    assert calls[0]["limit_concurrency"] == 256 and calls[0]["host"] == "127.0.0.1"
+    with pytest.raises(ConfigError, match="--port"):
+        serve(object(), port=70000)

@@ -112,7 +112,10 @@ async def _upload_query(request: Any, settings: ServeSettings) -> Query:
     except Exception as e:  # multipart parse errors: malformed boundaries, too many parts
         raise QueryError(422, f"cannot read the multipart form: {e}") from None
     try:
-        return _form_query(form, await _one_upload(form), settings)
+        from starlette.concurrency import run_in_threadpool
+
+        # decoding is CPU work: off the event loop, so other requests keep being served meanwhile
+        return await run_in_threadpool(_form_query, form, await _one_upload(form), settings)
     finally:
         await form.close()  # removes the spooled temporary files
 
