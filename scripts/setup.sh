@@ -9,8 +9,8 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-# modalign.search (Index, embed, search CLI): FAISS in-process; usearch as an optional engine
-.venv/bin/python -m pip install --quiet -e ".[search,usearch]"
+# modalign.search (Index, embed, search CLI): FAISS in-process; usearch and Qdrant as options
+.venv/bin/python -m pip install --quiet -e ".[search,usearch,qdrant]"
 # Peer implementations used as numeric oracles by optional tests (no dependencies: their
 # packages would pull torchvision; the tests load only their torch-only loss modules).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-peers.txt

@@ -104,16 +104,22 @@ class Index:
             vectors: ``(N, D)`` float rows (normalised here; zero or non-finite rows are refused).
             ids: N unique strings.
             metadata: N JSON-serialisable dicts (filterable fields), or None.
-            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate).
+            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, FAISS), ``usearch``
+                (HNSW by usearch) or ``qdrant`` (a Qdrant collection: ``modalign.search.qdrant``).
             info: a JSON dict saved with the index (model_dir, modality, corpus_root, ...).
-            **params: the kind's parameters (``hnsw``: m, ef_construction, ef_search;
-                ``ivfpq``: nlist, m, nbits, nprobe, refine).
+            **params: the kind's parameters (``hnsw`` and ``usearch``: m, ef_construction,
+                ef_search; ``ivfpq``: nlist, m, nbits, nprobe, refine; ``qdrant``: url, api_key,
+                collection).
 
         Raises:
             ConfigError: bad kind, parameters, shapes, ids or metadata.
             IndexStoreError: ``path`` exists and is not an empty directory.
         """
         path = Path(path)
+        if kind == "qdrant":  # Qdrant keeps vectors, payloads and its own WAL
+            from modalign.search.qdrant import QdrantIndex
+
+            return QdrantIndex.create(path, vectors, ids, metadata, info, **params)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise IndexStoreError(
                 f"cannot build an index at {path}: it exists and is not an empty directory "
@@ -143,6 +149,10 @@ class Index:
             IndexStoreError: ``path`` is not an index, or a file is missing or damaged (the message
                 names it and what is wrong).
         """
+        from modalign.search.qdrant import CONFIG, QdrantIndex
+
+        if (Path(path) / CONFIG).is_file():
+            return QdrantIndex.load(Path(path))
         self = cls(Path(path))
         for attempt in range(3):
             try:
