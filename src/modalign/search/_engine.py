@@ -13,7 +13,7 @@ import numpy as np
 from modalign.errors import ConfigError
 from modalign.search import _faiss, _usearch
 
-KINDS = (*_faiss.KINDS, "usearch")
+KINDS = (*_faiss.KINDS, "usearch", "qdrant")  # qdrant: a whole Index of its own (qdrant.py)
 
 
 def resolve_params(kind: str, dim: int, n: int, params: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,8 @@ replays the journal and drops a torn last record. One process writes at a time (
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,29 +28,23 @@ from typing import Any
 import numpy as np
 
 from modalign.errors import ConfigError, IndexStoreError, ItemNotFoundError
-from modalign.io import atomic_write_bytes, atomic_write_json, remove_stray_temp_files
 from modalign.search import _engine
-from modalign.search._exact import exact_top_k, pad, rerank
+from modalign.search._exact import CACHE_SHARE, exact_limit, exact_top_k, filter_key, pad, rerank
 from modalign.search._filters import MetadataColumns, compile_filter
 from modalign.search._journal import Change, JournalWriter, scan
 from modalign.search._snapshot import (
-    FORMAT,
     MANIFEST,
-    VERSION,
     decode_snapshot,
     generation_files,
     items_bytes,
+    lock_for_writing,
     npy_bytes,
     read_checked,
     read_manifest,
+    remove_other_generations,
+    write_generation,
 )
 from modalign.search._validate import check_items, check_json, unit_rows
-
-# A filtered search scores the matching rows exactly (gather + matmul) up to _exact_limit rows:
-# exact, and cheaper than a FAISS walk that must skip the rows the filter leaves out.
-_EXACT_SHARE = 0.05
-# Row subsets of recent filters are kept (with their vectors) up to this share of the index's rows.
-_CACHE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,16 +95,22 @@ class Index:
             vectors: ``(N, D)`` float rows (normalised here; zero or non-finite rows are refused).
             ids: N unique strings.
             metadata: N JSON-serialisable dicts (filterable fields), or None.
-            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate).
+            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, FAISS), ``usearch``
+                (HNSW by usearch) or ``qdrant`` (a Qdrant collection: ``modalign.search.qdrant``).
             info: a JSON dict saved with the index (model_dir, modality, corpus_root, ...).
-            **params: the kind's parameters (``hnsw``: m, ef_construction, ef_search;
-                ``ivfpq``: nlist, m, nbits, nprobe, refine).
+            **params: the kind's parameters (``hnsw`` and ``usearch``: m, ef_construction,
+                ef_search; ``ivfpq``: nlist, m, nbits, nprobe, refine; ``qdrant``: url, api_key,
+                collection).
 
         Raises:
             ConfigError: bad kind, parameters, shapes, ids or metadata.
             IndexStoreError: ``path`` exists and is not an empty directory.
         """
         path = Path(path)
+        if kind == "qdrant":  # Qdrant keeps vectors, payloads and its own WAL
+            from modalign.search.qdrant import QdrantIndex
+
+            return QdrantIndex.create(path, vectors, ids, metadata, info, **params)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise IndexStoreError(
                 f"cannot build an index at {path}: it exists and is not an empty directory "
@@ -143,6 +140,10 @@ class Index:
             IndexStoreError: ``path`` is not an index, or a file is missing or damaged (the message
                 names it and what is wrong).
         """
+        from modalign.search.qdrant import CONFIG, QdrantIndex
+
+        if (Path(path) / CONFIG).is_file():
+            return QdrantIndex.load(Path(path))
         self = cls(Path(path))
         for attempt in range(3):
             try:
@@ -255,19 +256,19 @@ class Index:
     def _search_filtered(self, q: np.ndarray, k: int, where: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Search the rows matching ``where``: exactly over them when they are few (their vectors
         gathered once and kept for the next query with the same filter), else inside FAISS."""
-        key = _filter_key(where)
+        key = filter_key(where)
         if key is not None and key in self._subsets:
             self._subsets.move_to_end(key)
             rows, sub = self._subsets[key]
             return exact_top_k(sub, rows, q, k)
         allowed = compile_filter(where, self._meta, self._columns) & self._live
         n, count = len(self._ids), int(allowed.sum())
-        if count <= _exact_limit(self.kind, self.params, n, k):
+        if count <= exact_limit(self.kind, self.params, n, k):
             rows = np.flatnonzero(allowed)
             sub = self._vectors[rows]
-            if key is not None and count <= _CACHE_SHARE * n:
+            if key is not None and count <= CACHE_SHARE * n:
                 self._subsets[key] = (rows, sub)
-                while sum(len(r) for r, _ in self._subsets.values()) > _CACHE_SHARE * n:
+                while sum(len(r) for r, _ in self._subsets.values()) > CACHE_SHARE * n:
                     self._subsets.popitem(last=False)  # the least recently used filter goes first
             return exact_top_k(sub, rows, q, k)
         return self._search_rows(q, k, allowed)
@@ -393,17 +394,8 @@ class Index:
         self._apply(change)
 
     def _take_write_lock(self) -> None:
-        if self._lock_fd >= 0:
-            return
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise IndexStoreError(
-                f"the index at {self.path} is being changed by another process; close it there first"
-            ) from None
-        self._lock_fd = fd
+        if self._lock_fd < 0:
+            self._lock_fd = lock_for_writing(self.path)
 
     def _ensure_writer(self) -> None:
         """Take the write lock; reload if another writer changed the index since we read it."""
@@ -419,12 +411,7 @@ class Index:
 
     def _cleanup(self) -> None:
         """Remove other generations' files and dead temp files (only under the write lock)."""
-        remove_stray_temp_files(self.path)
-        keep = set(generation_files(self._gen).values())
-        for p in self.path.iterdir():
-            stem = p.name.split("-")[0]
-            if stem in ("vectors", "items", "engine", "journal") and p.name not in keep:
-                p.unlink(missing_ok=True)
+        remove_other_generations(self.path, self._gen)
 
     def _write_snapshot(self, gen: int) -> None:
         names = generation_files(gen)
@@ -432,47 +419,11 @@ class Index:
         blobs = {"vectors": npy_bytes(self._vectors[:n]), "items": items_bytes(self._ids, self._meta)}
         if _engine.persisted(self.kind):
             blobs["engine"] = _engine.to_bytes(self.kind, self._engine)
-        for key, data in blobs.items():
-            atomic_write_bytes(self.path / names[key], data)
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "generation": gen,
-            "kind": self.kind,
-            "dim": self.dim,
-            "params": self.params,
-            "info": self.info,
-            "rows": n,
-            "items": len(self._row_of),
-            "files": {key: {"bytes": len(d), "crc32": zlib.crc32(d)} for key, d in blobs.items()},
-        }
-        atomic_write_json(self.path / MANIFEST, manifest)  # the commit point
+        fields = {"kind": self.kind, "dim": self.dim, "params": self.params, "info": self.info}
+        write_generation(self.path, gen, blobs, {**fields, "rows": n, "items": len(self._row_of)})
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         self._gen, self._journal_bytes = gen, 0
         self._cleanup()
         self._writer = JournalWriter(self.path / names["journal"], 0)
-
-
-def _filter_key(where: Any) -> str | None:
-    """A cache key for a filter, or None when it is not JSON (compile_filter then says why)."""
-    try:
-        return json.dumps(where, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
-
-
-def _exact_limit(kind: str, params: dict[str, Any], n: int, k: int) -> float:
-    """How many matching rows a filtered search scores exactly rather than inside FAISS.
-
-    flat: up to half the rows (FAISS would scan all N anyway). hnsw: an exact pass costs ``c``
-    distances for ``c`` matching rows; a filtered graph walk about ``ef * m`` distances divided by
-    the share ``c / n`` of rows it may keep, so exact wins while ``c <= sqrt(ef * m * n)``.
-    ivfpq: up to 5% of the rows.
-    """
-    if kind == "flat":
-        return max(k, n // 2)
-    if kind in ("hnsw", "usearch"):
-        return max(k, _EXACT_SHARE * n, (params["ef_search"] * params["m"] * n) ** 0.5)
-    return max(k, _EXACT_SHARE * n)
