@@ -191,6 +191,9 @@ def test_api_key_is_required_except_for_health_and_the_page(served: Served) -> N
             assert c.get(url).status_code == 401, url
         for url in ("/health", "/", "/static/app.js", "/static/style.css"):
             assert c.get(url).status_code == 200, url
+        for url in ("/static/../info", "/static/%2E%2E/info", "/static/..%2Finfo"):  # no way around the key
+            r = c.get(url)
+            assert r.status_code in (401, 404) and "items" not in r.text, url
 
 
 def test_body_over_the_limit_is_413_by_length_and_by_stream(served: Served) -> None:
