@@ -11,7 +11,8 @@ Protocol (fixed before looking at results):
 - Server: a real uvicorn process on 127.0.0.1, started fresh for every run, torch limited to
   ``--threads`` threads; the two modes differ only in ``max_batch``: ``batched`` (64, wait 2 ms)
   vs ``unbatched`` (1: one encode call per query, on the same single model thread).
-- Clients: ``--clients`` concurrent keep-alive connections (asyncio + httpx, one process), each
+- Clients: ``--clients`` concurrent keep-alive connections (asyncio, a minimal HTTP/1.1 client in
+  one process, so the load generator costs little next to the server), each
   sending ``POST /search {"text": ..., "k": 10}`` (distinct texts) back to back. After
   ``--warmup`` seconds, requests *started* in the next ``--seconds`` count; queries/s = answered
   requests / window; latency = send to full response, p50/p99 over the window. Any non-200
@@ -107,34 +108,66 @@ def start_server(
     raise RuntimeError("server did not start in 120 s")
 
 
-async def load(url: str, clients: int, warmup: float, seconds: float) -> dict[str, Any]:
-    import httpx
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client: the load generator must cost far less than the server
+    (httpx's async pool spends milliseconds per request at 32 connections)."""
 
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        data = json.dumps(body).encode()
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        self.writer.write(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        await self.writer.drain()
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            int(v) for k, _, v in (x.partition(":") for x in lines[1:]) if k.lower() == "content-length"
+        )
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def load(url: str, clients: int, warmup: float, seconds: float) -> dict[str, Any]:
+    host, port = url.removeprefix("http://").split(":")
     t0 = time.perf_counter()
     start, stop = t0 + warmup, t0 + warmup + seconds
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
-        async def worker(c: int) -> None:
-            nonlocal errors
-            n = 0
+    async def worker(c: int) -> None:
+        nonlocal errors
+        conn = Connection(host, int(port))
+        n = 0
+        try:
             while True:
                 sent = time.perf_counter()
                 if sent >= stop:
                     return
                 n += 1
                 try:
-                    r = await client.post("/search", json={"text": f"{c} {n % 10} {n}", "k": 10})
-                    ok = r.status_code == 200 and len(r.json()["results"]) == 10
-                except httpx.HTTPError:
+                    status, body = await conn.post_json("/search", {"text": f"{c} {n % 10} {n}", "k": 10})
+                    ok = status == 200 and len(json.loads(body)["results"]) == 10
+                except (OSError, ValueError, asyncio.IncompleteReadError):
                     ok = False
+                    conn.close()
+                    conn = Connection(host, int(port))
                 if sent >= start:
                     latencies.append(time.perf_counter() - sent)
                     errors += not ok
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(worker(c) for c in range(clients)))
+    await asyncio.gather(*(worker(c) for c in range(clients)))
     latencies.sort()
     return {
         "qps": len(latencies) / seconds,

@@ -9,10 +9,11 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-# modalign.search (Index, embed, search CLI): FAISS in-process
-.venv/bin/python -m pip install --quiet -e ".[search]"
-.venv/bin/python -m pip install --quiet -e ".[serve,serve-test]"  # modalign serve and its tests
+# modalign.search (Index, embed, search CLI): FAISS in-process; usearch and Qdrant as options
+.venv/bin/python -m pip install --quiet -e ".[search,usearch,qdrant]"
 # Peer implementations used as numeric oracles by optional tests (no dependencies: their
 # packages would pull torchvision; the tests load only their torch-only loss modules).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-peers.txt
+# modalign serve (FastAPI, uvicorn) and its tests (schemathesis; Playwright drives the system chromium)
+.venv/bin/python -m pip install --quiet -e ".[serve,serve-test]"
 echo "ready: source .venv/bin/activate"

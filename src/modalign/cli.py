@@ -327,7 +327,7 @@ def serve(
         typer.secho(
             f"warning: serving on {host} without an API key: anyone who can reach it can search", err=True
         )
-    typer.echo(f"serving {index} on http://{host}:{port}/ (API docs: /docs)")
+    typer.echo(f"serving {index} on http://{host}:{port}/ (API schema: /openapi.json)")
     run_server(app_, host, port)
 
 

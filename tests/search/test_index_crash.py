@@ -60,6 +60,7 @@ def test_kill_9_never_loses_an_acknowledged_change(tmp_path: Path) -> None:
     )
     assert server.stdin is not None and server.stdout is not None
     in_flight = {"add": 0, "del": 0, "save": 0}
+    acknowledged = 0
     try:
         for trial in range(TRIALS):
             path = paths["flat" if trial % 2 else "hnsw"]
@@ -67,11 +68,17 @@ def test_kill_9_never_loses_an_acknowledged_change(tmp_path: Path) -> None:
             server.stdin.write(f"{path} {trial + 1} {acks}\n")
             server.stdin.flush()
             pid = int(server.stdout.readline())
-            time.sleep(rng.uniform(0.03, 0.25))
+            # kill at a random moment after the first acknowledged change (fsync may be slow
+            # on a busy disk: a fixed delay could kill every child before its first change)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (not acks.exists() or "ack" not in acks.read_text()):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.2))
             os.kill(pid, signal.SIGKILL)
             assert server.stdout.readline().strip() == "reaped"
 
             added, deleted, pending = read_acks(acks)
+            acknowledged += acks.read_text().count("ack ")
             if pending:
                 in_flight[pending[0]] += 1
             maybe_added = set(pending[1].split(",")) if pending[:1] == ["add"] else set()
@@ -94,5 +101,5 @@ def test_kill_9_never_loses_an_acknowledged_change(tmp_path: Path) -> None:
         server.stdin.close()
         server.wait(timeout=30)
     # the kills landed inside changes, not only between them (reported when the test fails)
-    print("kills inside a change:", in_flight)
-    assert sum(in_flight.values()) > 0, in_flight
+    print("kills inside a change:", in_flight, "acknowledged changes:", acknowledged)
+    assert acknowledged >= TRIALS and sum(in_flight.values()) > 0, (acknowledged, in_flight)

@@ -130,3 +130,27 @@ def test_search_errors_are_one_line(built: tuple[Path, Path], tmp_path: Path) ->
     assert result.exit_code == 2 and "index.json is missing" in result.output
     with Index.open(idx) as opened:
         assert opened.info["media_column"] == "image" and opened.info["modality"] == "image"
+
+
+def test_hnsw_build_with_params_from_the_cli(built: tuple[Path, Path], tmp_path: Path) -> None:
+    emb_dir, _ = built
+    args = [
+        "index",
+        "build",
+        str(emb_dir),
+        "--out",
+        str(tmp_path / "h"),
+        "--kind",
+        "hnsw",
+        "--param",
+        "ef_search=128",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with Index.open(tmp_path / "h") as idx:
+        # the README's defaults, with the one parameter given
+        assert idx.kind == "hnsw" and idx.params == {"m": 32, "ef_construction": 64, "ef_search": 128}
+    result = CliRunner().invoke(
+        app, ["index", "build", str(emb_dir), "--out", str(tmp_path / "x"), "--param", "m"]
+    )
+    assert result.exit_code == 2 and "write NAME=VALUE" in result.output

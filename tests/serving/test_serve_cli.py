@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from served import tiny_model
+from serve_fixtures import tiny_model
 from typer.testing import CliRunner
 
 from modalign.cli import app

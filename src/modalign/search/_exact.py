@@ -1,24 +1,31 @@
-"""Exact scoring of a subset of rows, and exact re-ranking of approximate candidates."""
+"""Exact scoring of a subset of rows (and when a filtered search uses it), exact re-ranking."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 
+# A filtered search scores the matching rows exactly (gather + matmul) up to exact_limit rows:
+# exact, and cheaper than a FAISS walk that must skip the rows the filter leaves out.
+_EXACT_SHARE = 0.05
+# Row subsets of recent filters are kept (with their vectors) up to this share of the index's rows.
+CACHE_SHARE = 0.5
 
-def exact_top_k(
-    vectors: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among ``rows``: ``(Q, min(k, len(rows)))`` scores and rows, best first.
 
-    Ties go to the lower row, the order FAISS's flat search uses.
+def exact_top_k(sub: np.ndarray, rows: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of ``q`` ``(Q, D)`` among ``sub`` ``(R, D)``, the vectors of index ``rows`` ``(R,)``.
+
+    Returns ``(Q, min(k, R))`` scores and rows, best first; equal scores in the top k are ordered
+    by row.
     """
-    scores = q @ vectors[rows].T  # (Q, R)
+    scores = q @ sub.T  # (Q, R)
     k = min(k, len(rows))
     if k < len(rows):
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(scores, part, axis=1)
-        # sort by score, then by row so ties are deterministic
-        order = np.lexsort((rows[part], -top), axis=1)
+        order = np.lexsort((rows[part], -top), axis=1)  # by score, then by row
         idx = np.take_along_axis(part, order, axis=1)
     else:
         idx = np.lexsort((np.broadcast_to(rows, scores.shape), -scores), axis=1)
@@ -40,3 +47,26 @@ def pad(a: np.ndarray, k: int) -> np.ndarray:
         return a
     fill = -1 if a.dtype.kind == "i" else -np.inf
     return np.concatenate([a, np.full((a.shape[0], k - a.shape[1]), fill, dtype=a.dtype)], axis=1)
+
+
+def filter_key(where: Any) -> str | None:
+    """A cache key for a filter, or None when it is not JSON (compile_filter then says why)."""
+    try:
+        return json.dumps(where, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def exact_limit(kind: str, params: dict[str, Any], n: int, k: int) -> float:
+    """How many matching rows a filtered search scores exactly rather than inside FAISS.
+
+    flat: up to half the rows (FAISS would scan all N anyway). hnsw: an exact pass costs ``c``
+    distances for ``c`` matching rows; a filtered graph walk about ``ef * m`` distances divided by
+    the share ``c / n`` of rows it may keep, so exact wins while ``c <= sqrt(ef * m * n)``.
+    ivfpq: up to 5% of the rows.
+    """
+    if kind == "flat":
+        return max(k, n // 2)
+    if kind in ("hnsw", "usearch"):
+        return max(k, _EXACT_SHARE * n, (params["ef_search"] * params["m"] * n) ** 0.5)
+    return max(k, _EXACT_SHARE * n)

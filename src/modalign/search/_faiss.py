@@ -27,8 +27,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 def resolve_params(kind: str, dim: int, n: int, params: dict[str, Any]) -> dict[str, Any]:
     """The kind's parameters with defaults filled in; unknown names or bad values raise ConfigError."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
     unknown = set(params) - set(DEFAULTS[kind])
     if unknown:
         known = ", ".join(DEFAULTS[kind]) or "none"
@@ -92,20 +90,33 @@ def search(
     ``allowed`` ``(N,)`` bool restricts the search to those rows inside FAISS (an
     ``IDSelectorBitmap``), so the graph/list walk itself skips the others.
     """
+    if allowed is None:
+        return index.search(queries, k, params=_plain_params(kind, params, k))
     faiss: Any = importlib.import_module("faiss")  # Any: its stubs miss the search parameters
-
-    selector, bitmap = None, None
-    if allowed is not None:
-        bitmap = np.packbits(allowed, bitorder="little")  # FAISS reads bit i of byte i >> 3
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-    if kind == "hnsw":
-        sp: Any = faiss.SearchParametersHNSW(efSearch=max(params["ef_search"], k))
-    elif kind == "ivfpq":
-        sp = faiss.SearchParametersIVF(nprobe=params["nprobe"])
-    else:
-        sp = faiss.SearchParameters() if selector is not None else None
-    if sp is not None and selector is not None:
-        sp.sel = selector
+    bitmap = np.packbits(allowed, bitorder="little")  # FAISS reads bit i of byte i >> 3
+    sp = _new_params(faiss, kind, params, k)
+    selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    sp.sel = selector  # SWIG keeps a raw pointer: the locals keep selector and bitmap alive
     scores, rows = index.search(queries, k, params=sp)
-    del bitmap  # kept alive until the search above has returned
+    del selector, bitmap
     return scores, rows
+
+
+_PLAIN: dict[tuple[str, int, int], Any] = {}  # unfiltered search parameters, reused across calls
+
+
+def _plain_params(kind: str, params: dict[str, Any], k: int) -> Any:
+    if kind == "flat":
+        return None
+    key = (kind, params["ef_search"] if kind == "hnsw" else params["nprobe"], k)
+    if key not in _PLAIN:
+        _PLAIN[key] = _new_params(importlib.import_module("faiss"), kind, params, k)
+    return _PLAIN[key]
+
+
+def _new_params(faiss: Any, kind: str, params: dict[str, Any], k: int) -> Any:
+    if kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=max(params["ef_search"], k))
+    if kind == "ivfpq":
+        return faiss.SearchParametersIVF(nprobe=params["nprobe"])
+    return faiss.SearchParameters()

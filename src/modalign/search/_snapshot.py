@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from modalign.errors import IndexStoreError
+from modalign.io import atomic_write_bytes, atomic_write_json, remove_stray_temp_files
 
 FORMAT, VERSION = "modalign-index", 1
 MANIFEST = "index.json"
@@ -20,7 +23,7 @@ def generation_files(gen: int) -> dict[str, str]:
     return {
         "vectors": f"vectors-{gen}.npy",
         "items": f"items-{gen}.jsonl",
-        "faiss": f"faiss-{gen}.index",
+        "engine": f"engine-{gen}.bin",
         "journal": f"journal-{gen}.wal",
     }
 
@@ -89,3 +92,40 @@ def decode_snapshot(
     if len(ids) != rows:
         raise IndexStoreError(f"{path / files['items']} has {len(ids)} rows, the manifest says {rows}")
     return vectors, ids, meta
+
+
+def write_generation(path: Path, gen: int, blobs: dict[str, bytes], fields: dict[str, Any]) -> None:
+    """Write generation ``gen``'s files (each atomically), then commit it by replacing the manifest."""
+    names = generation_files(gen)
+    for key, data in blobs.items():
+        atomic_write_bytes(path / names[key], data)
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "generation": gen,
+        **fields,
+        "files": {key: {"bytes": len(d), "crc32": zlib.crc32(d)} for key, d in blobs.items()},
+    }
+    atomic_write_json(path / MANIFEST, manifest)  # the commit point
+
+
+def remove_other_generations(path: Path, gen: int) -> None:
+    """Delete every generation's files but ``gen``'s, and dead temp files (writer only)."""
+    remove_stray_temp_files(path)
+    keep = set(generation_files(gen).values())
+    for p in path.iterdir():
+        if p.name.split("-")[0] in ("vectors", "items", "engine", "journal") and p.name not in keep:
+            p.unlink(missing_ok=True)
+
+
+def lock_for_writing(path: Path) -> int:
+    """An fd holding the exclusive ``flock`` on ``path/.lock`` (the kernel drops it if we die)."""
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexStoreError(
+            f"the index at {path} is being changed by another process; close it there first"
+        ) from None
+    return fd

@@ -5,7 +5,7 @@ On disk an index is a directory::
     index.json             the manifest: kind, dim, params, info, generation g, sizes and crc32s
     vectors-g.npy          (N, D) float32 unit rows, deleted rows included (tombstones)
     items-g.jsonl          one line per row: {"id": ..., "metadata": {...}} or null when deleted
-    faiss-g.index          the FAISS index (hnsw, ivfpq; a flat one is rebuilt from the vectors)
+    engine-g.bin           the FAISS or usearch index (a flat one is rebuilt from the vectors)
     journal-g.wal          changes since snapshot g (see ``_journal``), one fsynced record each
 
 Durability: a change is acknowledged (``add``/``delete`` returns) only after its journal record is
@@ -18,10 +18,9 @@ replays the journal and drops a torn last record. One process writes at a time (
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
-import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,27 +28,23 @@ from typing import Any
 import numpy as np
 
 from modalign.errors import ConfigError, IndexStoreError, ItemNotFoundError
-from modalign.io import atomic_write_bytes, atomic_write_json, remove_stray_temp_files
-from modalign.search import _faiss
-from modalign.search._exact import exact_top_k, pad, rerank
+from modalign.search import _engine
+from modalign.search._exact import CACHE_SHARE, exact_limit, exact_top_k, filter_key, pad, rerank
 from modalign.search._filters import MetadataColumns, compile_filter
 from modalign.search._journal import Change, JournalWriter, scan
 from modalign.search._snapshot import (
-    FORMAT,
     MANIFEST,
-    VERSION,
     decode_snapshot,
     generation_files,
     items_bytes,
+    lock_for_writing,
     npy_bytes,
     read_checked,
     read_manifest,
+    remove_other_generations,
+    write_generation,
 )
 from modalign.search._validate import check_items, check_json, unit_rows
-
-# A filtered search whose allowed rows are at most this share of the index scores them exactly
-# (gather + matmul), which is both exact and faster than a graph walk that skips most nodes.
-_EXACT_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -78,6 +73,7 @@ class Index:
         self._lock_fd = -1
         self._writer: JournalWriter | None = None
         self._columns = MetadataColumns()
+        self._subsets: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._closed = False
 
     # ------------------------------------------------------------------ creating and opening
@@ -99,28 +95,37 @@ class Index:
             vectors: ``(N, D)`` float rows (normalised here; zero or non-finite rows are refused).
             ids: N unique strings.
             metadata: N JSON-serialisable dicts (filterable fields), or None.
-            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate).
+            kind: ``flat`` (exact), ``hnsw`` or ``ivfpq`` (approximate, FAISS), ``usearch``
+                (HNSW by usearch) or ``qdrant`` (a Qdrant collection: ``modalign.search.qdrant``).
             info: a JSON dict saved with the index (model_dir, modality, corpus_root, ...).
-            **params: the kind's parameters (``hnsw``: m, ef_construction, ef_search;
-                ``ivfpq``: nlist, m, nbits, nprobe, refine).
+            **params: the kind's parameters (``hnsw`` and ``usearch``: m, ef_construction,
+                ef_search; ``ivfpq``: nlist, m, nbits, nprobe, refine; ``qdrant``: url, api_key,
+                collection).
 
         Raises:
             ConfigError: bad kind, parameters, shapes, ids or metadata.
             IndexStoreError: ``path`` exists and is not an empty directory.
         """
         path = Path(path)
+        if kind == "qdrant":  # Qdrant keeps vectors, payloads and its own WAL
+            from modalign.search.qdrant import QdrantIndex
+
+            return QdrantIndex.create(path, vectors, ids, metadata, info, **params)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise IndexStoreError(f"cannot build an index at {path}: it exists and is not an empty directory")
+            raise IndexStoreError(
+                f"cannot build an index at {path}: it exists and is not an empty directory "
+                "(choose a new path, or delete it first)"
+            )
         vectors = unit_rows(vectors, None, "vectors")
         n, dim = vectors.shape
         metadata = check_items(ids, metadata, n, set())
-        resolved = _faiss.resolve_params(kind, dim, n, params)
+        resolved = _engine.resolve_params(kind, dim, n, params)
         info = dict(info or {})
         check_json(info, "info")
         self = cls(path)
         self.kind, self.dim, self.params, self.info = kind, dim, resolved, info
         self._set_rows(vectors, list(ids), list(metadata))
-        self._faiss = _faiss.build(kind, dim, resolved, vectors)
+        self._engine = _engine.build(kind, dim, resolved, vectors)
         self._gen, self._journal_bytes = 0, 0
         path.mkdir(parents=True, exist_ok=True)
         self._take_write_lock()
@@ -135,6 +140,10 @@ class Index:
             IndexStoreError: ``path`` is not an index, or a file is missing or damaged (the message
                 names it and what is wrong).
         """
+        from modalign.search.qdrant import CONFIG, QdrantIndex
+
+        if (Path(path) / CONFIG).is_file():
+            return QdrantIndex.load(Path(path))
         self = cls(Path(path))
         for attempt in range(3):
             try:
@@ -164,18 +173,21 @@ class Index:
         self.params, self.info = manifest["params"], manifest["info"]
         vectors, ids, metadata = decode_snapshot(self.path, files, blobs, manifest)
         self._set_rows(vectors, ids, metadata)
-        if "faiss" in blobs:
+        if "engine" in blobs:
             try:
-                self._faiss = _faiss.from_bytes(blobs["faiss"])
-            except RuntimeError as e:
-                raise IndexStoreError(f"{self.path / files['faiss']}: not a FAISS index ({e})") from None
-            if self._faiss.ntotal != len(ids) or self._faiss.d != self.dim:
+                self._engine = _engine.from_bytes(self.kind, blobs["engine"], self.dim, self.params)
+            except (RuntimeError, ValueError) as e:
                 raise IndexStoreError(
-                    f"{self.path / files['faiss']} holds {self._faiss.ntotal} vectors of dim "
-                    f"{self._faiss.d}, the snapshot {len(ids)} of dim {self.dim}"
+                    f"{self.path / files['engine']}: not a {self.kind} index ({e})"
+                ) from None
+            rows, dim = _engine.size(self.kind, self._engine)
+            if (rows, dim) != (len(ids), self.dim):
+                raise IndexStoreError(
+                    f"{self.path / files['engine']} holds {rows} vectors of dim {dim}, "
+                    f"the snapshot {len(ids)} of dim {self.dim}"
                 )
         else:
-            self._faiss = _faiss.build(self.kind, self.dim, self.params, vectors)
+            self._engine = _engine.build(self.kind, self.dim, self.params, vectors)
         self._gen = gen
         changes, self._journal_bytes, _ = scan(self.path / files["journal"])
         for number, change in enumerate(changes):
@@ -222,12 +234,16 @@ class Index:
         q = unit_rows(np.asarray(queries), self.dim, "queries")
         with self._mutex:
             self._check_open()
-            allowed = None
+            if not self._row_of:
+                if filter is not None:
+                    compile_filter(filter, self._meta, self._columns)  # a bad filter still says so
+                return [[] for _ in q]
             if filter is not None:
-                allowed = compile_filter(filter, self._meta, self._columns) & self._live
+                scores, rows = self._search_filtered(q, k, filter)
             elif len(self._row_of) < len(self._ids):
-                allowed = self._live
-            scores, rows = self._search_rows(q, k, allowed)
+                scores, rows = self._search_rows(q, k, self._live)
+            else:
+                scores, rows = self._search_rows(q, k, None)
             return [
                 [
                     Hit(self._ids[r], float(s), dict(self._meta[r] or {}))  # type: ignore[arg-type]
@@ -237,28 +253,45 @@ class Index:
                 for srow, rrow in zip(scores, rows)
             ]
 
+    def _search_filtered(self, q: np.ndarray, k: int, where: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Search the rows matching ``where``: exactly over them when they are few (their vectors
+        gathered once and kept for the next query with the same filter), else inside FAISS."""
+        key = filter_key(where)
+        if key is not None and key in self._subsets:
+            self._subsets.move_to_end(key)
+            rows, sub = self._subsets[key]
+            return exact_top_k(sub, rows, q, k)
+        allowed = compile_filter(where, self._meta, self._columns) & self._live
+        n, count = len(self._ids), int(allowed.sum())
+        if count <= exact_limit(self.kind, self.params, n, k):
+            rows = np.flatnonzero(allowed)
+            sub = self._vectors[rows]
+            if key is not None and count <= CACHE_SHARE * n:
+                self._subsets[key] = (rows, sub)
+                while sum(len(r) for r, _ in self._subsets.values()) > CACHE_SHARE * n:
+                    self._subsets.popitem(last=False)  # the least recently used filter goes first
+            return exact_top_k(sub, rows, q, k)
+        return self._search_rows(q, k, allowed)
+
     def _search_rows(
         self, q: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search over every row, or over the ``allowed`` ones; exactly ``k`` when they exist."""
         n = len(self._ids)
-        if allowed is not None:
-            count = int(allowed.sum())
-            if count == 0:
-                return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
-            if count <= max(k, _EXACT_SHARE * n) or (self.kind == "flat" and count <= n // 2):
-                return exact_top_k(self._vectors[:n], q, k, np.flatnonzero(allowed))
-        want = min(k, n if allowed is None else int(allowed.sum()))
         fetch = k * self.params["refine"] if self.kind == "ivfpq" else k
-        scores, rows = _faiss.search(self._faiss, self.kind, self.params, q, min(fetch, n), allowed)
+        scores, rows = _engine.search(self.kind, self._engine, self.params, q, min(fetch, n), allowed)
         if self.kind == "ivfpq":  # re-score the candidates exactly from the stored vectors
             scores, rows = rerank(self._vectors, q, rows, k)
         scores, rows = scores[:, :k], rows[:, :k]
+        want = min(k, n if allowed is None else int(allowed.sum()))
+        if rows.shape[1] >= want and (want == 0 or rows[:, want - 1].min() >= 0):
+            return scores, rows
+        # the approximate walk found fewer than k allowed rows for some queries: score them exactly
         short = np.flatnonzero((rows >= 0).sum(axis=1) < want)
-        if len(short):  # the approximate walk found fewer than k allowed rows: score them exactly
-            candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(n)
-            ex_s, ex_r = exact_top_k(self._vectors[:n], q[short], k, candidates)
-            scores, rows = pad(scores, k), pad(rows, k)
-            scores[short, : ex_s.shape[1]], rows[short, : ex_r.shape[1]] = ex_s, ex_r
+        candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(n)
+        ex_s, ex_r = exact_top_k(self._vectors[candidates], candidates, q[short], k)
+        scores, rows = pad(scores, k), pad(rows, k)
+        scores[short, : ex_s.shape[1]], rows[short, : ex_r.shape[1]] = ex_s, ex_r
         return scores, rows
 
     # ------------------------------------------------------------------ changing
@@ -327,8 +360,10 @@ class Index:
         self._live = np.array([i is not None for i in ids], dtype=bool)
         self._row_of = {i: r for r, i in enumerate(ids) if i is not None}
         self._columns.reset()
+        self._subsets.clear()
 
     def _apply(self, change: Change) -> None:
+        self._subsets.clear()  # cached filter subsets describe the rows before this change
         if change.op == "add":
             assert change.vectors is not None and change.metadata is not None
             check_items(change.ids, change.metadata, len(change.vectors), self._row_of)
@@ -338,7 +373,7 @@ class Index:
                 grown[:start] = self._vectors[:start]
                 self._vectors = grown
             self._vectors[start:end] = change.vectors
-            self._faiss.add(change.vectors)
+            _engine.add(self.kind, self._engine, change.vectors, start)
             self._ids.extend(change.ids)
             self._meta.extend(change.metadata)
             self._live = np.concatenate([self._live, np.ones(len(change.ids), dtype=bool)])
@@ -359,17 +394,8 @@ class Index:
         self._apply(change)
 
     def _take_write_lock(self) -> None:
-        if self._lock_fd >= 0:
-            return
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise IndexStoreError(
-                f"the index at {self.path} is being changed by another process; close it there first"
-            ) from None
-        self._lock_fd = fd
+        if self._lock_fd < 0:
+            self._lock_fd = lock_for_writing(self.path)
 
     def _ensure_writer(self) -> None:
         """Take the write lock; reload if another writer changed the index since we read it."""
@@ -385,34 +411,16 @@ class Index:
 
     def _cleanup(self) -> None:
         """Remove other generations' files and dead temp files (only under the write lock)."""
-        remove_stray_temp_files(self.path)
-        keep = set(generation_files(self._gen).values())
-        for p in self.path.iterdir():
-            stem = p.name.split("-")[0]
-            if stem in ("vectors", "items", "faiss", "journal") and p.name not in keep:
-                p.unlink(missing_ok=True)
+        remove_other_generations(self.path, self._gen)
 
     def _write_snapshot(self, gen: int) -> None:
         names = generation_files(gen)
         n = len(self._ids)
         blobs = {"vectors": npy_bytes(self._vectors[:n]), "items": items_bytes(self._ids, self._meta)}
-        if self.kind != "flat":
-            blobs["faiss"] = _faiss.to_bytes(self._faiss)
-        for key, data in blobs.items():
-            atomic_write_bytes(self.path / names[key], data)
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "generation": gen,
-            "kind": self.kind,
-            "dim": self.dim,
-            "params": self.params,
-            "info": self.info,
-            "rows": n,
-            "items": len(self._row_of),
-            "files": {key: {"bytes": len(d), "crc32": zlib.crc32(d)} for key, d in blobs.items()},
-        }
-        atomic_write_json(self.path / MANIFEST, manifest)  # the commit point
+        if _engine.persisted(self.kind):
+            blobs["engine"] = _engine.to_bytes(self.kind, self._engine)
+        fields = {"kind": self.kind, "dim": self.dim, "params": self.params, "info": self.info}
+        write_generation(self.path, gen, blobs, {**fields, "rows": n, "items": len(self._row_of)})
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -10,9 +10,11 @@ this package only inside ``modalign serve``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import mimetypes
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,7 +67,9 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
         title="modalign search",
         description="Cross-modal search over a modalign index.",
         version="1",
-        lifespan=None,
+        lifespan=_closing(batcher),
+        docs_url=None,  # the interactive docs load their scripts from a CDN: the schema stays
+        redoc_url=None,
     )
     api.state.batcher = batcher
 
@@ -147,8 +151,7 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
     async def media_route(item_id: str) -> Any:
         _, metadata = item(item_id)
         path = media_path(index.info, metadata, item_id)
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=media_type)
+        return FileResponse(path, **media_response_args(path))
 
     @api.get("/items/{item_id}/similar", summary="The items nearest to an indexed item")
     async def similar_route(item_id: str, k: int = 10, filter: str | None = None) -> dict[str, Any]:
@@ -185,7 +188,7 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> Any:
-        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
 
     api.mount("/static", StaticFiles(directory=str(static)), name="static")
 
@@ -206,6 +209,37 @@ def create_app(index: SearchIndex, model: Any, settings: ServeSettings | None = 
     app.fastapi = api
     app.batcher = batcher
     return app
+
+
+def _closing(batcher: MicroBatcher) -> Any:
+    """A lifespan that stops the batcher's worker and model thread when the server shuts down."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    return lifespan
+
+
+# the page loads only its own files, and media as blob: URLs made from /items/{id}/media
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+# corpus files are untrusted: an HTML or SVG file must never run as a page of this origin
+INLINE_MEDIA = ("image/", "audio/", "video/")
+
+
+def media_response_args(path: Path) -> dict[str, Any]:
+    """FileResponse arguments: images, audio and video inline, anything else (and SVG) as a download,
+    always sandboxed and never content-sniffed."""
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
+    if not media_type.startswith(INLINE_MEDIA) or media_type == "image/svg+xml":
+        return {"media_type": "application/octet-stream", "headers": headers, "filename": path.name}
+    return {"media_type": media_type, "headers": headers}
 
 
 def media_path(info: dict[str, Any], metadata: dict[str, Any], item_id: str) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 from modalign.errors import DataError
 
 # formats a browser uploads; others (EPS, PSD, ...) are refused rather than decoded
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 
 
 class MediaError(DataError):
@@ -47,9 +47,15 @@ def decode_image(data: bytes, max_pixels: int) -> Any:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MediaError(f"the uploaded image is too large: {e}", reason="image_too_large") from None
+    except Image.UnidentifiedImageError:  # its message names a BytesIO object: say it plainly
+        raise MediaError(
+            "cannot decode the uploaded image (not a recognised image format); send a PNG, JPEG, GIF, "
+            "BMP or WebP file",
+            reason="bad_image",
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's UnidentifiedImageError is an OSError
         raise MediaError(
-            f"cannot decode the uploaded image ({e}); send a PNG, JPEG, GIF, BMP, WebP or TIFF file",
+            f"cannot decode the uploaded image ({e}); send a PNG, JPEG, GIF, BMP or WebP file",
             reason="bad_image",
         ) from None
     return img

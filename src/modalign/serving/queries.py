@@ -105,14 +105,24 @@ def _json_query(body: bytes, settings: ServeSettings) -> Query:
 
 
 async def _upload_query(request: Any, settings: ServeSettings) -> Query:
-    from starlette.datastructures import UploadFile
-
     try:
         form = await request.form(max_files=1, max_fields=8, max_part_size=settings.max_body_bytes)
     except BodyTooLarge:
         raise
     except Exception as e:  # multipart parse errors: malformed boundaries, too many parts
         raise QueryError(422, f"cannot read the multipart form: {e}") from None
+    try:
+        from starlette.concurrency import run_in_threadpool
+
+        # decoding is CPU work: off the event loop, so other requests keep being served meanwhile
+        return await run_in_threadpool(_form_query, form, await _one_upload(form), settings)
+    finally:
+        await form.close()  # removes the spooled temporary files
+
+
+async def _one_upload(form: Any) -> tuple[str, bytes]:
+    from starlette.datastructures import UploadFile
+
     unknown = set(form.keys()) - {*UPLOAD_KINDS, "k", "filter", "modality"}
     if unknown:
         raise QueryError(
@@ -123,7 +133,11 @@ async def _upload_query(request: Any, settings: ServeSettings) -> Query:
         raise QueryError(422, "upload exactly one file, in the form field 'image' or 'audio'")
     kind, upload = files[0]
     assert isinstance(upload, UploadFile)
-    data = await upload.read()
+    return kind, await upload.read()
+
+
+def _form_query(form: Any, upload: tuple[str, bytes], settings: ServeSettings) -> Query:
+    kind, data = upload
     if kind == "image":
         payload: Any = decode_image(data, settings.max_image_pixels)
     else:

@@ -48,10 +48,22 @@ def build_app(index_dir: str | Path, model_dir: str | Path | None, settings: Ser
     return create_app(index, model, settings)
 
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run ``app`` until interrupted (uvicorn, one process, no reload, no proxy headers)."""
+def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, max_concurrency: int = 256) -> None:
+    """Run ``app`` until interrupted (uvicorn, one process, no reload, no proxy headers).
+
+    Beyond ``max_concurrency`` open connections and requests, new ones get 503, which bounds the
+    memory that many concurrent uploads can hold.
+    """
     import uvicorn
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
-    uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=False,
+        server_header=False,
+        limit_concurrency=max_concurrency,
+        log_level="info",
+    )

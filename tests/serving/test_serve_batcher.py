@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from served import tiny_model
+from serve_fixtures import tiny_model
 
 from modalign.errors import DataError
 from modalign.serving import MicroBatcher

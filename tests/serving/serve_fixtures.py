@@ -44,6 +44,16 @@ def tiny_model(dataset: Path, out: Path) -> MultimodalModel:
     return MultimodalModel.from_pretrained(out)
 
 
+_BUILT: dict[Path, Served] = {}
+
+
+def shared_served(dataset: Path, tmp_path_factory: Any) -> Served:
+    """One :class:`Served` per dataset for the whole session (the tests only read it)."""
+    if dataset not in _BUILT:
+        _BUILT[dataset] = build_served(dataset, tmp_path_factory.mktemp("served"))
+    return _BUILT[dataset]
+
+
 def build_served(dataset: Path, work: Path) -> Served:
     from modalign.search import Index
 

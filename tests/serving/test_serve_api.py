@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-from served import Served, assert_brute_force_results, build_served
+from serve_fixtures import Served, assert_brute_force_results, shared_served
 
 from modalign.serving import ServeSettings, create_app
 
@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 @pytest.fixture(scope="module")
 def served(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    return build_served(dataset, tmp_path_factory.mktemp("served"))
+    return shared_served(dataset, tmp_path_factory)
 
 
 def client_for(served: Served, **settings: Any) -> TestClient:
@@ -151,6 +151,35 @@ def test_media_never_leaves_the_corpus_root(served: Served, tmp_path: Path) -> N
             assert c.get(url).status_code == 404
 
 
+def test_untrusted_corpus_files_never_run_as_pages(served: Served, tmp_path: Path) -> None:
+    from modalign.search import Index
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    files = {
+        "page.html": b"<script>alert(1)</script>",
+        "icon.svg": b"<svg onload='alert(1)'/>",
+        "a.png": b"png",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    vectors = np.eye(3, served.model.embed_dim, dtype=np.float32)
+    info = {"modality": "image", "corpus_root": str(root), "media_column": "file"}
+    index = Index.build(tmp_path / "idx", vectors, list(files), [{"file": n} for n in files], info=info)
+    with TestClient(create_app(index, served.model)) as c:
+        for name in ("page.html", "icon.svg"):
+            r = c.get(f"/items/{name}/media")
+            assert r.status_code == 200 and r.content == files[name]
+            assert r.headers["content-type"] == "application/octet-stream"
+            assert r.headers["content-disposition"].startswith("attachment")
+            assert r.headers["x-content-type-options"] == "nosniff"
+            assert "sandbox" in r.headers["content-security-policy"]
+        png = c.get("/items/a.png/media")
+        assert png.headers["content-type"] == "image/png" and "content-disposition" not in png.headers
+        page = c.get("/")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
 def test_api_key_is_required_except_for_health_and_the_page(served: Served) -> None:
     with client_for(served, api_key="s3cret") as c:
         assert c.post("/search", json={"text": "a circle"}).status_code == 401
@@ -158,10 +187,13 @@ def test_api_key_is_required_except_for_health_and_the_page(served: Served) -> N
         assert (
             c.post("/search", json={"text": "a circle"}, headers={"X-API-Key": "s3cret"}).status_code == 200
         )
-        for url in ("/openapi.json", "/docs", "/items/s0", "/items/s0/media", "/info"):
+        for url in ("/openapi.json", "/items/s0", "/items/s0/media", "/info"):
             assert c.get(url).status_code == 401, url
         for url in ("/health", "/", "/static/app.js", "/static/style.css"):
             assert c.get(url).status_code == 200, url
+        for url in ("/static/../info", "/static/%2E%2E/info", "/static/..%2Finfo"):  # no way around the key
+            r = c.get(url)
+            assert r.status_code in (401, 404) and "items" not in r.text, url
 
 
 def test_body_over_the_limit_is_413_by_length_and_by_stream(served: Served) -> None:
@@ -189,7 +221,7 @@ def _bomb_png(side: int) -> bytes:
 @pytest.mark.parametrize(
     "field, data, message",
     [
-        ("image", b"not an image at all", "cannot decode the uploaded image"),
+        ("image", b"not an image at all", "not a recognised image format"),
         ("image", b"", "empty"),
         ("image", b"GIF89a", "cannot decode the uploaded image"),
         ("image", "truncated", "cannot decode the uploaded image"),
@@ -223,6 +255,7 @@ def test_malformed_or_oversized_media_is_422_with_a_clear_message(
         ({"json": {"text": "x", "k": 0}}, 422, "k"),
         ({"json": {"text": "x", "k": 5000}}, 422, "between 1 and 1000"),
         ({"json": {"text": ""}}, 422, "text"),
+        ({"json": {"text": "a" * 2001}}, 422, "more than the limit of 2000"),
         ({"json": {"text": "x", "url": "http://127.0.0.1:9/"}}, 422, "url"),
         ({"json": {"text": "x", "filter": {"label": {"near": 2}}}}, 422, "gte"),
         ({"json": {"text": "x", "filter": ["split"]}}, 422, "filter"),
@@ -267,3 +300,51 @@ def test_a_slow_request_times_out_with_504(served: Served) -> None:
         r = c.post("/search", json={"text": "a circle"})
     assert r.status_code == 504
     assert "longer than 0.2 s" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"api_key": ""}, "must not be empty"),
+        ({"cors_origins": ("*",)}, "'*' is refused"),
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"timeout_s": 0.0}, "timeout_s"),
+    ],
+)
+def test_unsafe_or_invalid_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    from modalign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ServeSettings(**kwargs)
+
+
+def test_default_limits_refuse_a_17_megapixel_image_and_a_61_second_clip(client: TestClient) -> None:
+    # the README's defaults: 16 megapixels, 60 s (checked from the headers, before decoding)
+    r = client.post("/search", files={"image": ("big.png", _bomb_png(4100), "image/png")})
+    assert r.status_code == 422 and "more than the service's limit of 16000000" in r.json()["detail"]
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000 * 61, dtype=np.float32), 8000, format="WAV")
+    r = client.post("/search", files={"audio": ("long.wav", buf.getvalue(), "audio/wav")})
+    assert r.status_code == 422 and "more than the service's limit of 60 s" in r.json()["detail"]
+
+
+def test_only_loopback_hosts_count_as_local() -> None:
+    from modalign.serving.server import api_key_from, is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "127.0.0.2"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.4", "example.org"]))
+    assert api_key_from("given") == "given"
+
+
+def test_serve_caps_concurrency_at_256_and_refuses_a_bad_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from modalign.errors import ConfigError
+    from modalign.serving.server import serve
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    serve(object())
+    assert calls[0]["limit_concurrency"] == 256 and calls[0]["host"] == "127.0.0.1"
+    with pytest.raises(ConfigError, match="--port"):
+        serve(object(), port=70000)

@@ -15,7 +15,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
-from served import build_served  # noqa: E402
+from serve_fixtures import shared_served  # noqa: E402
 
 from modalign.serving import ServeSettings, create_app  # noqa: E402
 
@@ -24,7 +24,7 @@ EXAMPLES = 10
 
 @pytest.fixture(scope="module")
 def api_schema(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    served = build_served(dataset, tmp_path_factory.mktemp("fuzz"))
+    served = shared_served(dataset, tmp_path_factory)
     app = create_app(served.index, served.model, ServeSettings(max_body_bytes=64 * 1024, timeout_s=20))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
