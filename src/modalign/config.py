@@ -165,6 +165,13 @@ class DataConfig(_Frozen):
     on_error: Literal["skip", "fail"] = Field(
         "skip", description="skip (and count) bad rows, or fail with a DataError"
     )
+    source: Literal["auto", "memory", "stream"] = Field(
+        "auto",
+        description="training rows preprocessed in memory, or streamed from the manifest by DataLoader "
+        "workers (bounded memory, same batches); auto streams above data.stream_above rows",
+    )
+    stream_above: int = Field(50_000, ge=0, description="training rows above which data.source=auto streams")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes of a streamed source (0 = none)")
 
 
 class ObjectiveConfig(_Frozen):

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import nn
 from modalign.config import TrainerConfig
 from modalign.data.augment import augment_per_sample, sample_seed
 from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.data.sources.stream import StreamedSamples
 from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
@@ -78,7 +79,7 @@ class Trainer:
         self,
         model: nn.Module,
         objective: CombinedObjective,
-        train: SampleSet,
+        train: SampleSet | StreamedSamples,
         sources: Sequence[ModalitySource],
         out_dir: Path,
         config: TrainerConfig | None = None,
@@ -132,9 +133,18 @@ class Trainer:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=g)
 
-    def _batches(self, state: TrainState) -> Iterator[tuple[TrainState, Batch, list[int]]]:
+    def _batches(self, state: TrainState) -> Generator[tuple[TrainState, Batch, list[int]], None, None]:
         """This rank's slice of the batches from ``state`` on, with the position *after* each
-        (drop-last epochs) and the per-sample augmentation seeds of its rows."""
+        (drop-last epochs) and the per-sample augmentation seeds of its rows. A streamed training
+        split (``data.source``) loads the same rows in DataLoader workers."""
+        if isinstance(self.train_set, SampleSet):
+            for (position, seeds), idx in self._plan(state):
+                yield position, collate(self.train_set, idx, self.sources), seeds
+        else:
+            for (position, seeds), batch in self.train_set.batches(self._plan(state)):
+                yield position, batch, seeds
+
+    def _plan(self, state: TrainState) -> Iterator[tuple[tuple[TrainState, list[int]], list[int]]]:
         epoch, k = state.epoch, state.batch_in_epoch
         per_epoch, b = self._batches_per_epoch(), min(self.batch_size, len(self.train_set))
         while True:
@@ -142,8 +152,7 @@ class Trainer:
             while k < per_epoch:
                 idx = self.world.my_rows(order[k * b : (k + 1) * b].tolist())
                 k += 1
-                seeds = [sample_seed(self.seed, epoch, i) for i in idx]
-                yield TrainState(0, epoch, k), collate(self.train_set, idx, self.sources), seeds
+                yield (TrainState(0, epoch, k), [sample_seed(self.seed, epoch, i) for i in idx]), idx
             epoch, k = epoch + 1, 0
 
     # --- loop -----------------------------------------------------------------------------------
@@ -209,6 +218,7 @@ class Trainer:
                 advance(metrics)
                 if self.on_step is not None:
                     self.on_step(state.step, metrics)
+        batches.close()  # stops a streamed source's DataLoader workers
         if self.ema is not None:
             self.ema.copy_to(self.model)
         self._check_finite_weights(state.step, "the model")

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -16,6 +16,7 @@ from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, check_presence, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.data.manifest import Manifest, ensure_extracted
+from modalign.data.sources.stream import StreamedSamples, stream_split
 from modalign.errors import ConfigError, OutputError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
@@ -135,15 +136,16 @@ def _train(
         on_error=d.on_error,
         show_progress=show_progress,
     )
-    train = load_split(manifest, sources, d.train_split, **common)
+    train = _training_rows(cfg, manifest, sources, common)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
     test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
-            check_labels(model, samples, split)
+            check_labels(model, cast(SampleSet, samples), split)  # streamed: its label columns
 
     if cfg.model.teacher is not None:
         teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
+        assert isinstance(train, SampleSet)  # a streamed split with a teacher is refused
         teacher_sources = add_teacher_embeddings(train, manifest, teacher)
         if val is not None:
             add_teacher_embeddings(val, manifest, teacher)
@@ -215,6 +217,19 @@ def _train(
     return metrics
 
 
+def _training_rows(
+    cfg: ExperimentConfig, manifest: Manifest, sources: list[Any], common: dict[str, Any]
+) -> SampleSet | StreamedSamples:
+    """The training split in memory, or streamed (``data.source``; auto above ``data.stream_above`` rows)."""
+    d = cfg.data
+    n = len(split_rows(manifest, d.split_column, d.train_split))
+    if d.source == "memory" or (d.source == "auto" and n <= d.stream_above):
+        return load_split(manifest, sources, d.train_split, **common)
+    if cfg.model.teacher is not None:
+        raise ConfigError("model.teacher needs the training split in memory: set data.source: memory")
+    return stream_split(manifest, sources, d.train_split, workers=d.workers, **common)
+
+
 def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> int:
     """About what the run still writes: checkpoints (weights + 2 Adam moments, EMA), the model."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -224,7 +239,7 @@ def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> i
     return max(0, ckpt * (t.keep_checkpoints + 1) + weights * (1 + t.select_best) - kept)
 
 
-def skip_counts(splits: dict[str, SampleSet | None]) -> dict[str, float]:
+def skip_counts(splits: dict[str, SampleSet | StreamedSamples | None]) -> dict[str, float]:
     """``data/skipped/{split}/{reason}`` counts (only the non-zero ones)."""
     out: dict[str, float] = {}
     for split, s in splits.items():

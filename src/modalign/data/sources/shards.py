@@ -208,6 +208,7 @@ class ShardBatches:
                     num_workers=self.workers,
                     prefetch_factor=self.prefetch,
                     collate_fn=_identity,
+                    generator=torch.Generator(),  # its seed draw must not move the training RNG
                 )
             )
         for item in loader:  # the position moves with every record handed out
