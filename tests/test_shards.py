@@ -16,7 +16,6 @@ from modalign.config import load_config
 from modalign.data.dataset import fit_transforms, load_samples
 from modalign.data.manifest import read_manifest
 from modalign.data.sources import ShardBatches, ShardStream, pack_manifest, shard_paths
-from modalign.training.distributed import World
 from modalign.workflows.build import build_sources
 
 N = 40
@@ -41,8 +40,10 @@ def packed(tmp_path_factory):
     return {"root": root, "manifest": manifest, "sources": sources, "shards": result.shards, "memory": memory}
 
 
-def stream_ids(packed, world: World, workers: int, epoch: int = 0) -> list[str]:
-    batches = ShardBatches(packed["shards"], packed["sources"], 1, world=world, workers=workers, seed=3)
+def stream_ids(packed, rank: int, workers: int, epoch: int = 0) -> list[str]:
+    batches = ShardBatches(
+        packed["shards"], packed["sources"], 1, rank=rank, world_size=2, workers=workers, seed=3
+    )
     batches.epoch = epoch
     return [i for item in batches.items() for i in item.samples.ids]
 
@@ -71,7 +72,7 @@ def test_every_sample_exactly_once_per_epoch_over_2_ranks_and_2_workers(packed):
     everything = sorted(f"s{k}" for k in range(N))
     orders = []
     for epoch in (0, 1):
-        per_rank = [stream_ids(packed, World(rank, 2), workers=2, epoch=epoch) for rank in (0, 1)]
+        per_rank = [stream_ids(packed, rank, workers=2, epoch=epoch) for rank in (0, 1)]
         assert all(per_rank)  # 8 shards over 4 slots: every rank reads some
         assert sorted(per_rank[0] + per_rank[1]) == everything
         orders.append(per_rank[0] + per_rank[1])

@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from modalign.data.dataset import ModalitySource, SampleSet, collate, load_samples
 from modalign.data.manifest import Manifest
 from modalign.data.sources.pack import FILES_KEY, ROW_KEY, iter_tar_samples
-from modalign.training.distributed import World
 from modalign.types import Batch
 
 Record = tuple[str, dict[str, bytes] | None]
@@ -58,7 +57,8 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
     sources: Sequence[ModalitySource]
     epoch: int = 0
     seed: int = 0
-    world: World = field(default_factory=World)
+    rank: int = 0
+    world_size: int = 1
     buffer_size: int = 256
     id_column: str = "id"
     keep_columns: Sequence[str] = ()
@@ -75,8 +75,8 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
         info = get_worker_info()
         workers, loader_id = (info.num_workers, info.id) if info is not None else (1, 0)
         worker = (loader_id + self.first_worker) % workers
-        slot = self.world.rank * workers + worker
-        records = _records(self.slot_shards(slot, self.world.size * workers))
+        slot = self.rank * workers + worker
+        records = _records(self.slot_shards(slot, self.world_size * workers))
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + slot)
         skip = self.skip.get(slot, 0)
         with tempfile.TemporaryDirectory(prefix="modalign-shard-") as scratch:
@@ -144,7 +144,7 @@ def shuffled(records: Iterator[Record], size: int, g: torch.Generator) -> Iterat
 class ShardBatches:
     """Local batches of ``rows`` samples from shards, epoch after epoch, with an exact position.
 
-    Every rank builds one with the same arguments and its own ``world``; each epoch's last partial
+    Every rank builds one with the same arguments and its own ``rank``; each epoch's last partial
     batch is dropped. ``state_dict()`` after a batch, given to ``load_state_dict()`` of a new
     instance, continues with the next sample.
     """
@@ -156,7 +156,8 @@ class ShardBatches:
         rows: int,
         *,
         seed: int = 0,
-        world: World | None = None,
+        rank: int = 0,
+        world_size: int = 1,
         workers: int = 0,
         buffer_size: int = 256,
         prefetch: int = 2,
@@ -164,7 +165,7 @@ class ShardBatches:
         keep_columns: Sequence[str] = (),
     ):
         self.shards, self.sources, self.rows = list(shards), list(sources), rows
-        self.seed, self.world = seed, world if world is not None else World()
+        self.seed, self.rank, self.world_size = seed, rank, world_size
         self.workers, self.buffer_size, self.prefetch = workers, buffer_size, prefetch
         self.id_column, self.keep_columns = id_column, list(keep_columns)
         self.epoch, self.next_worker = 0, 0
@@ -192,7 +193,8 @@ class ShardBatches:
             self.sources,
             epoch=self.epoch,
             seed=self.seed,
-            world=self.world,
+            rank=self.rank,
+            world_size=self.world_size,
             buffer_size=self.buffer_size,
             id_column=self.id_column,
             keep_columns=self.keep_columns,
