@@ -8,6 +8,7 @@ pre-training checks is counted once and trained as an all-absent row.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -81,3 +82,23 @@ def test_a_row_damaged_after_the_checks_is_counted_once(tmp_path: Path) -> None:
     skipped = {k: v for k, v in report.items() if k.startswith("data/skipped/train/")}
     assert skipped == {"data/skipped/train/bad_image": 1.0}
     shutil.rmtree(tmp_path / "run")
+
+
+def test_training_from_shards_resumes_at_the_exact_sample(dataset: Path, tmp_path: Path) -> None:
+    from modalign.data.manifest import read_manifest
+    from modalign.data.sources import pack_manifest
+
+    pack_manifest(read_manifest(dataset), tmp_path / "shards", shard_size=6)  # 72 rows: 12 shards
+    cfg = config(dataset, "shards", shards=str(tmp_path / "shards"), shuffle_buffer=8, workers=0)
+
+    def crash_at_5(step: int, metrics: dict) -> None:
+        if step == 5:
+            raise Crash
+
+    run_training(cfg, tmp_path / "straight", show_progress=False)
+    with pytest.raises(Crash):
+        run_training(cfg, tmp_path / "cut", show_progress=False, on_step=crash_at_5)
+    run_training(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    assert_same(weights(tmp_path / "straight"), weights(tmp_path / "cut"))
+    log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9)) and all(math.isfinite(r["loss"]) for r in log)

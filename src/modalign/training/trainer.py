@@ -50,6 +50,7 @@ from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.progress import TrainingProgress
 from modalign.training.schedule import lr_at
+from modalign.training.shard_source import ShardSource
 from modalign.types import Batch, EmbeddingBatch, LossOutput
 
 
@@ -79,7 +80,7 @@ class Trainer:
         self,
         model: nn.Module,
         objective: CombinedObjective,
-        train: SampleSet | StreamedSamples,
+        train: SampleSet | StreamedSamples | ShardSource,
         sources: Sequence[ModalitySource],
         out_dir: Path,
         config: TrainerConfig | None = None,
@@ -140,6 +141,8 @@ class Trainer:
         if isinstance(self.train_set, SampleSet):
             for (position, seeds), idx in self._plan(state):
                 yield position, collate(self.train_set, idx, self.sources), seeds
+        elif isinstance(self.train_set, ShardSource):  # each rank reads its own shards
+            yield from self.train_set.batches(state, self.seed)
         else:
             for (position, seeds), batch in self.train_set.batches(self._plan(state)):
                 yield position, batch, seeds
@@ -170,6 +173,8 @@ class Trainer:
                 self.ema.load_state_dict(
                     {k: v.to(self.device) for k, v in _strip_prefix(extra, "ema/").items()}
                 )
+            if isinstance(self.train_set, ShardSource):  # the shard readers' exact positions
+                self.train_set.load_state_tensors(extra)
         self.world.broadcast_state([self.model, self.objective])  # every rank starts from rank 0's
         main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
         if main:
@@ -203,7 +208,9 @@ class Trainer:
                             save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
-                if main and (state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps):
+                checkpoint = state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps
+                extra = self._checkpoint_extra() if checkpoint else {}  # collective with shards
+                if main and checkpoint:
                     self._check_finite_weights(state.step, "its checkpoint")
                     save_checkpoint(
                         self.ckpt_dir,
@@ -212,7 +219,7 @@ class Trainer:
                         self.objective,
                         self.optimizer,
                         self.config.keep_checkpoints,
-                        extra=None if self.ema is None else _prefixed(self.ema.state_dict(), "ema/"),
+                        extra=extra,
                         scaler=self.scaler,
                     )
                 advance(metrics)
@@ -223,6 +230,13 @@ class Trainer:
             self.ema.copy_to(self.model)
         self._check_finite_weights(state.step, "the model")
         return state
+
+    def _checkpoint_extra(self) -> dict[str, torch.Tensor]:
+        """Checkpoint tensors besides the model, objective and optimizer: weight average, readers."""
+        extra = {} if self.ema is None else _prefixed(self.ema.state_dict(), "ema/")
+        if isinstance(self.train_set, ShardSource):
+            extra.update(self.train_set.state_tensors())
+        return extra
 
     def _train_step(self, step: int, batch: Batch, seeds: Sequence[int] | None = None) -> dict[str, float]:
         """One optimizer step; returns the step's metrics (``skipped`` 1.0 for a non-finite step).

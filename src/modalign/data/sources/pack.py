@@ -22,9 +22,10 @@ from typing import Any
 
 from modalign.data.manifest import Manifest
 from modalign.errors import ConfigError
-from modalign.io import current_umask, output_error
+from modalign.io import atomic_write_json, current_umask, output_error
 
 FILES_KEY, ROW_KEY = "__files__", "__row__"
+INDEX = "index.json"  # sample count and rows per value of the "split" column
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,12 @@ class PackResult:
     files: int
 
 
-def pack_manifest(manifest: Manifest, out: Path, shard_size: int) -> PackResult:
-    """Write every row of ``manifest`` into shards of ``shard_size`` samples under ``out``."""
+def pack_manifest(manifest: Manifest, out: Path, shard_size: int, split_column: str = "split") -> PackResult:
+    """Write every row of ``manifest`` into shards of ``shard_size`` samples under ``out``.
+
+    ``index.json`` beside them counts the rows per value of ``split_column`` (training needs the
+    size of its split before streaming it).
+    """
     if shard_size < 1:
         raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
     out = Path(out)
@@ -52,6 +57,17 @@ def pack_manifest(manifest: Manifest, out: Path, shard_size: int) -> PackResult:
             for i, row in rows[start : start + shard_size]:
                 files += _add_sample(tar, i, row, manifest.base_dir)
         shards.append(path)
+    splits: dict[str, int] = {}
+    for row in manifest.rows:
+        key = str(row.get(split_column))
+        splits[key] = splits.get(key, 0) + 1
+    index = {
+        "samples": len(rows),
+        "shards": [p.name for p in shards],
+        "split_column": split_column,
+        "split_counts": splits,
+    }
+    atomic_write_json(out / INDEX, index)
     return PackResult(shards, len(rows), files)
 
 

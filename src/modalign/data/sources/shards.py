@@ -63,6 +63,8 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
     id_column: str = "id"
     keep_columns: Sequence[str] = ()
     skip: dict[int, int] = field(default_factory=dict)  # slot -> records already produced
+    split_column: str = "split"
+    split: str | None = None  # records of other splits are passed over (not counted)
     first_worker: int = 0  # the worker the DataLoader asks first (rotation on resume)
 
     def slot_shards(self, slot: int, slots: int) -> list[Path]:
@@ -95,6 +97,8 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
             index = row.pop(ROW_KEY)
         except (KeyError, ValueError, TypeError, AttributeError):
             return _skipped("bad_metadata")
+        if self.split is not None and row.get(self.split_column) != self.split:
+            return SampleSet()
         written = []
         try:
             for column, suffix in files.items():
@@ -106,9 +110,11 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
                 row[column] = str(path)
             row.setdefault(self.id_column, index)
             manifest = Manifest([row], scratch, scratch / f"{key}.json")
-            return load_samples(
+            out = load_samples(
                 manifest, self.sources, [0], id_column=self.id_column, keep_columns=self.keep_columns
             )
+            out.rows = [int(index)] * len(out)  # the manifest row (per-sample augmentation seeds)
+            return out
         finally:
             for path in written:
                 path.unlink(missing_ok=True)
@@ -163,8 +169,11 @@ class ShardBatches:
         prefetch: int = 2,
         id_column: str = "id",
         keep_columns: Sequence[str] = (),
+        split_column: str = "split",
+        split: str | None = None,
     ):
         self.shards, self.sources, self.rows = list(shards), list(sources), rows
+        self.split_column, self.split = split_column, split
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.workers, self.buffer_size, self.prefetch = workers, buffer_size, prefetch
         self.id_column, self.keep_columns = id_column, list(keep_columns)
@@ -200,6 +209,8 @@ class ShardBatches:
             keep_columns=self.keep_columns,
             skip=dict(self.produced),
             first_worker=self.next_worker,
+            split_column=self.split_column,
+            split=self.split,
         )
         loader: Iterator[ShardItem] = iter(stream)
         if self.workers > 0:
@@ -222,14 +233,23 @@ class ShardBatches:
     def __iter__(self) -> Iterator[Batch]:
         """Batches forever (epoch after epoch); the state after each is :meth:`state_dict`."""
         while True:
-            pending: list[SampleSet] = []
-            for item in self.items():
-                if len(item.samples):
-                    pending.append(item.samples)
-                if len(pending) == self.rows:
-                    yield collate(_concat(pending), list(range(self.rows)), self.sources)
-                    pending = []
-            self.epoch, self.produced, self.next_worker = self.epoch + 1, {}, 0
+            for batch, _ in self.epoch_batches():
+                yield batch
+            self.next_epoch()
+
+    def epoch_batches(self) -> Iterator[tuple[Batch, list[int]]]:
+        """The rest of the current epoch: ``(batch, manifest rows of its samples)``; drop-last."""
+        pending: list[SampleSet] = []
+        for item in self.items():
+            if len(item.samples):
+                pending.append(item.samples)
+            if len(pending) == self.rows:
+                rows = _concat(pending)
+                yield collate(rows, list(range(self.rows)), self.sources), rows.rows
+                pending = []
+
+    def next_epoch(self) -> None:
+        self.epoch, self.produced, self.next_worker = self.epoch + 1, {}, 0
 
 
 def _identity(item: Any) -> Any:
