@@ -52,7 +52,7 @@ def test_packed_samples_decode_to_the_in_memory_tensors_with_missing_modalities(
     stream = ShardStream(packed["shards"], packed["sources"], keep_columns=["label"], buffer_size=1)
     memory = packed["memory"]
     seen = 0
-    for item in stream:
+    for item in (item for chunk in stream for item in chunk):
         s = item.samples
         assert len(s) == 1
         j = memory.ids.index(s.ids[0])
@@ -81,7 +81,7 @@ def test_every_sample_exactly_once_per_epoch_over_2_ranks_and_2_workers(packed):
 
 def test_resume_continues_at_the_exact_sample(packed):
     def run(state=None, take=0):
-        b = ShardBatches(packed["shards"], packed["sources"], 3, workers=2, seed=1, buffer_size=4)
+        b = ShardBatches(packed["shards"], packed["sources"], 3, workers=2, seed=1, buffer_size=4, chunk=2)
         if state is not None:
             b.load_state_dict(state)
         it = iter(b)

@@ -8,10 +8,12 @@ least ``W·K`` shards, or some slots stay idle). Each slot shuffles its records 
 shuffle, with the run's transforms, in the worker process (bounded memory: one buffer of raw
 records per worker plus the DataLoader's prefetch).
 
-Exact resume: the DataLoader returns the workers' items round-robin in a fixed order, so the
+Exact resume: workers hand over chunks of ``chunk`` records (chunk ``k`` of a slot = its records
+``[k·chunk, (k+1)·chunk)``), which the DataLoader returns round-robin in a fixed order, so the
 position is the number of records each slot has produced plus the worker to ask next
 (:meth:`ShardBatches.state_dict`). On resume every slot skips its produced records without
-decoding them and the worker cycle starts where it stopped.
+decoding them (the first chunk is the rest of the interrupted one) and the worker cycle starts
+where it stopped.
 
 Damage: a record whose media cannot be decoded is skipped with the transform's reason, a member
 the metadata names but the shard lacks is ``missing_member``, unreadable JSON ``bad_metadata`` and
@@ -21,6 +23,7 @@ an unreadable rest of a shard ``corrupt_shard``; :attr:`ShardBatches.skipped` co
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -47,6 +50,7 @@ class ShardItem:
     worker: int
     position: int
     samples: SampleSet  # one sample, or none with ``skipped`` set
+    chunk_end: bool = True  # the last record of its chunk (the DataLoader moves to the next worker)
 
 
 @dataclass
@@ -66,6 +70,7 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
     split_column: str = "split"
     split: str | None = None  # records of other splits are passed over (not counted)
     first_worker: int = 0  # the worker the DataLoader asks first (rotation on resume)
+    chunk: int = 32  # records per DataLoader item: positions [k·chunk, (k+1)·chunk) of a slot
 
     def slot_shards(self, slot: int, slots: int) -> list[Path]:
         """The shards slot ``slot`` of ``slots`` reads this epoch."""
@@ -73,7 +78,9 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
         order = torch.randperm(len(self.shards), generator=g).tolist()
         return [self.shards[j] for k, j in enumerate(order) if k % slots == slot]
 
-    def __iter__(self) -> Iterator[ShardItem]:
+    def __iter__(self) -> Iterator[list[ShardItem]]:
+        """Chunks of decoded records. Chunk boundaries sit at multiples of ``chunk`` whatever the
+        resume point, so a resumed DataLoader interleaves the workers' chunks as before."""
         info = get_worker_info()
         workers, loader_id = (info.num_workers, info.id) if info is not None else (1, 0)
         worker = (loader_id + self.first_worker) % workers
@@ -81,10 +88,19 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
         records = _records(self.slot_shards(slot, self.world_size * workers))
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + slot)
         skip = self.skip.get(slot, 0)
-        with tempfile.TemporaryDirectory(prefix="modalign-shard-") as scratch:
+        out: list[ShardItem] = []
+        with tempfile.TemporaryDirectory(prefix="modalign-shard-", dir=_scratch_root()) as scratch:
             for n, record in enumerate(shuffled(records, self.buffer_size, g)):
-                if n >= skip:  # records before the resume point are not decoded
-                    yield ShardItem(slot, worker, n, self.decode(record, Path(scratch)))
+                if n < skip:  # records before the resume point are not decoded
+                    continue
+                out.append(ShardItem(slot, worker, n, self.decode(record, Path(scratch)), False))
+                if (n + 1) % self.chunk == 0:
+                    out[-1].chunk_end = True
+                    yield out
+                    out = []
+        if out:
+            out[-1].chunk_end = True
+            yield out
 
     def decode(self, record: Record, scratch: Path) -> SampleSet:
         """One record -> a one-sample :class:`SampleSet` (or an empty one with the skip reason)."""
@@ -118,6 +134,11 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
         finally:
             for path in written:
                 path.unlink(missing_ok=True)
+
+
+def _scratch_root() -> str | None:
+    """Memory-backed /dev/shm for the short-lived media files when there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def _skipped(reason: str) -> SampleSet:
@@ -171,8 +192,10 @@ class ShardBatches:
         keep_columns: Sequence[str] = (),
         split_column: str = "split",
         split: str | None = None,
+        chunk: int = 32,
     ):
         self.shards, self.sources, self.rows = list(shards), list(sources), rows
+        self.chunk = chunk  # records per worker-to-trainer transfer
         self.split_column, self.split = split_column, split
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.workers, self.buffer_size, self.prefetch = workers, buffer_size, prefetch
@@ -211,8 +234,9 @@ class ShardBatches:
             first_worker=self.next_worker,
             split_column=self.split_column,
             split=self.split,
+            chunk=self.chunk,
         )
-        loader: Iterator[ShardItem] = iter(stream)
+        loader: Iterator[list[ShardItem]] = iter(stream)
         if self.workers > 0:
             loader = iter(
                 DataLoader(
@@ -224,11 +248,12 @@ class ShardBatches:
                     generator=torch.Generator(),  # its seed draw must not move the training RNG
                 )
             )
-        for item in loader:  # the position moves with every record handed out
-            self.produced[item.slot] = item.position + 1
-            self.next_worker = (item.worker + 1) % max(self.workers, 1)
-            self.skipped.update(item.samples.skipped)
-            yield item
+        for chunk in loader:
+            for item in chunk:  # the position moves with every record handed out
+                self.produced[item.slot] = item.position + 1
+                self.next_worker = (item.worker + item.chunk_end) % max(self.workers, 1)
+                self.skipped.update(item.samples.skipped)
+                yield item
 
     def __iter__(self) -> Iterator[Batch]:
         """Batches forever (epoch after epoch); the state after each is :meth:`state_dict`."""
