@@ -1,8 +1,11 @@
 """The training loop: AdamW, warm-up + cosine, clipping, logging, validation, exact resume.
 
-Single process, CPU or one device (``trainer.device``), in fp32 or with autocast to bf16/fp16
+One process on the CPU or one device (``trainer.device``), or one of the ranks of a ``torchrun``
+launch (:mod:`modalign.training.distributed`: each rank its slice of the global batch, objectives
+on the gathered batch, averaged gradients, rank 0 writes), in fp32 or with autocast to bf16/fp16
 (``trainer.precision``; fp16 adds a GradScaler). The model and objective move to the device once;
-each batch is collated and augmented on the CPU and moved once per step. Data order is a pure
+each batch is collated (or loaded by a streamed source's workers) and augmented per sample on the
+CPU and moved once per step. Data order is a pure
 function of (seed, epoch), every device's torch RNG (dropout) is checkpointed, and the learning
 rate is a function of the step, so a run resumed from a checkpoint on the same device ends with
 bit-identical weights to an uninterrupted one.
