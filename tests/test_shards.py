@@ -164,3 +164,26 @@ def test_data_pack_command(packed, tmp_path):
     assert [p.name for p in shard_paths(tmp_path / "s")] == [f"shard-00000{i}.tar" for i in range(3)]
     again = CliRunner().invoke(app, ["data", "pack", str(manifest), "--out", str(tmp_path / "s")])
     assert again.exit_code == 2 and "already holds shards" in again.output
+
+
+def test_a_shard_position_resumes_only_with_the_same_processes_and_workers(packed):
+    from modalign.errors import ConfigError
+    from modalign.training.distributed import World
+    from modalign.training.shard_source import ShardSource
+
+    two = [
+        ShardBatches(packed["shards"], packed["sources"], 2, rank=r, world_size=2, workers=2) for r in (0, 1)
+    ]
+    for b in two:
+        next(iter(b))
+    saved = json.dumps({"workers": 2, "ranks": [b.state_dict() for b in two]}).encode()
+    tensors = {"source/shards": torch.frombuffer(bytearray(saved), dtype=torch.uint8)}
+    one = ShardSource(ShardBatches(packed["shards"], packed["sources"], 4, workers=2), N, World())
+    with pytest.raises(ConfigError, match="with 2 process"):
+        one.load_state_tensors(tensors)
+    rank1 = ShardSource(ShardBatches(packed["shards"], packed["sources"], 2, workers=2), N, World(1, 2))
+    rank1.load_state_tensors(tensors)
+    assert rank1.reader.state_dict() == two[1].state_dict()
+    solo = ShardSource(two[1], N, World())  # state_tensors of one process: its own reader
+    saved_solo = json.loads(bytes(solo.state_tensors()["source/shards"].tolist()))
+    assert saved_solo["ranks"] == [two[1].state_dict()]
