@@ -15,7 +15,7 @@ from conftest import tiny_config, write_dataset, write_jsonl
 from modalign.config import load_config
 from modalign.data.dataset import fit_transforms, load_samples
 from modalign.data.manifest import read_manifest
-from modalign.data.sources import ShardBatches, ShardStream, pack_manifest, shard_paths
+from modalign.data.sources import ShardBatches, pack_manifest, shard_paths
 from modalign.workflows.build import build_sources
 
 N = 40
@@ -49,10 +49,10 @@ def stream_ids(packed, rank: int, workers: int, epoch: int = 0) -> list[str]:
 
 
 def test_packed_samples_decode_to_the_in_memory_tensors_with_missing_modalities(packed):
-    stream = ShardStream(packed["shards"], packed["sources"], keep_columns=["label"], buffer_size=1)
+    reader = ShardBatches(packed["shards"], packed["sources"], 1, keep_columns=["label"], buffer_size=1)
     memory = packed["memory"]
     seen = 0
-    for item in (item for chunk in stream for item in chunk):
+    for item in reader.items():
         s = item.samples
         assert len(s) == 1
         j = memory.ids.index(s.ids[0])
