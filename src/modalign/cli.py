@@ -188,6 +188,20 @@ def compare(
     print_comparison(settings, compare_runs(settings))
 
 
+@data_app.command("pack")
+def data_pack(
+    manifest: Path = typer.Argument(..., help="manifest whose rows and media files to pack"),
+    out: Path = typer.Option(..., "--out", help="directory for shard-000000.tar, ..."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="samples per shard"),
+) -> None:
+    """Write WebDataset tar shards: per row its JSON (missing modalities kept) and media bytes."""
+    from modalign.data.manifest import read_manifest
+    from modalign.data.sources import pack_manifest
+
+    result = pack_manifest(read_manifest(manifest), out, shard_size)
+    typer.echo(f"{result.samples} samples ({result.files} media files) in {len(result.shards)} shards: {out}")
+
+
 @data_app.command("check")
 def data_check(
     manifest: Path = typer.Argument(..., help="manifest to validate"),

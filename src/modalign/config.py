@@ -165,6 +165,18 @@ class DataConfig(_Frozen):
     on_error: Literal["skip", "fail"] = Field(
         "skip", description="skip (and count) bad rows, or fail with a DataError"
     )
+    source: Literal["auto", "memory", "stream", "shards"] = Field(
+        "auto",
+        description="training rows preprocessed in memory, streamed from the manifest by DataLoader "
+        "workers (bounded memory, same batches), or from data.shards; auto streams above "
+        "data.stream_above rows",
+    )
+    shards: Path | None = Field(
+        None, description="directory of `modalign data pack` shards of the manifest (data.source: shards)"
+    )
+    shuffle_buffer: int = Field(1000, ge=1, description="records each shard reader shuffles among")
+    stream_above: int = Field(50_000, ge=0, description="training rows above which data.source=auto streams")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes of a streamed source (0 = none)")
 
 
 class ObjectiveConfig(_Frozen):

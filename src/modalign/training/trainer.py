@@ -1,8 +1,11 @@
 """The training loop: AdamW, warm-up + cosine, clipping, logging, validation, exact resume.
 
-Single process, CPU or one device (``trainer.device``), in fp32 or with autocast to bf16/fp16
+One process on the CPU or one device (``trainer.device``), or one of the ranks of a ``torchrun``
+launch (:mod:`modalign.training.distributed`: each rank its slice of the global batch, objectives
+on the gathered batch, averaged gradients, rank 0 writes), in fp32 or with autocast to bf16/fp16
 (``trainer.precision``; fp16 adds a GradScaler). The model and objective move to the device once;
-each batch is collated and augmented on the CPU and moved once per step. Data order is a pure
+each batch is collated (or loaded by a streamed source's workers) and augmented per sample on the
+CPU and moved once per step. Data order is a pure
 function of (seed, epoch), every device's torch RNG (dropout) is checkpointed, and the learning
 rate is a function of the step, so a run resumed from a checkpoint on the same device ends with
 bit-identical weights to an uninterrupted one.
@@ -21,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from torch import nn
 from modalign.config import TrainerConfig
 from modalign.data.augment import augment_per_sample, sample_seed
 from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.data.sources.stream import StreamedSamples
 from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
@@ -49,6 +53,7 @@ from modalign.training.ema import WeightAverage
 from modalign.training.grad_cache import cached_backward
 from modalign.training.progress import TrainingProgress
 from modalign.training.schedule import lr_at
+from modalign.training.shard_source import ShardSource
 from modalign.types import Batch, EmbeddingBatch, LossOutput
 
 
@@ -78,7 +83,7 @@ class Trainer:
         self,
         model: nn.Module,
         objective: CombinedObjective,
-        train: SampleSet,
+        train: SampleSet | StreamedSamples | ShardSource,
         sources: Sequence[ModalitySource],
         out_dir: Path,
         config: TrainerConfig | None = None,
@@ -132,9 +137,20 @@ class Trainer:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=g)
 
-    def _batches(self, state: TrainState) -> Iterator[tuple[TrainState, Batch, list[int]]]:
+    def _batches(self, state: TrainState) -> Generator[tuple[TrainState, Batch, list[int]], None, None]:
         """This rank's slice of the batches from ``state`` on, with the position *after* each
-        (drop-last epochs) and the per-sample augmentation seeds of its rows."""
+        (drop-last epochs) and the per-sample augmentation seeds of its rows. A streamed training
+        split (``data.source``) loads the same rows in DataLoader workers."""
+        if isinstance(self.train_set, SampleSet):
+            for (position, seeds), idx in self._plan(state):
+                yield position, collate(self.train_set, idx, self.sources), seeds
+        elif isinstance(self.train_set, ShardSource):  # each rank reads its own shards
+            yield from self.train_set.batches(state, self.seed)
+        else:
+            for (position, seeds), batch in self.train_set.batches(self._plan(state)):
+                yield position, batch, seeds
+
+    def _plan(self, state: TrainState) -> Iterator[tuple[tuple[TrainState, list[int]], list[int]]]:
         epoch, k = state.epoch, state.batch_in_epoch
         per_epoch, b = self._batches_per_epoch(), min(self.batch_size, len(self.train_set))
         while True:
@@ -142,8 +158,7 @@ class Trainer:
             while k < per_epoch:
                 idx = self.world.my_rows(order[k * b : (k + 1) * b].tolist())
                 k += 1
-                seeds = [sample_seed(self.seed, epoch, i) for i in idx]
-                yield TrainState(0, epoch, k), collate(self.train_set, idx, self.sources), seeds
+                yield (TrainState(0, epoch, k), [sample_seed(self.seed, epoch, i) for i in idx]), idx
             epoch, k = epoch + 1, 0
 
     # --- loop -----------------------------------------------------------------------------------
@@ -161,6 +176,8 @@ class Trainer:
                 self.ema.load_state_dict(
                     {k: v.to(self.device) for k, v in _strip_prefix(extra, "ema/").items()}
                 )
+            if isinstance(self.train_set, ShardSource):  # the shard readers' exact positions
+                self.train_set.load_state_tensors(extra)
         self.world.broadcast_state([self.model, self.objective])  # every rank starts from rank 0's
         main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
         if main:
@@ -194,7 +211,9 @@ class Trainer:
                             save_weights(self.best_path, self.model)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
-                if main and (state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps):
+                checkpoint = state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps
+                extra = self._checkpoint_extra() if checkpoint else {}  # collective with shards
+                if main and checkpoint:
                     self._check_finite_weights(state.step, "its checkpoint")
                     save_checkpoint(
                         self.ckpt_dir,
@@ -203,16 +222,24 @@ class Trainer:
                         self.objective,
                         self.optimizer,
                         self.config.keep_checkpoints,
-                        extra=None if self.ema is None else _prefixed(self.ema.state_dict(), "ema/"),
+                        extra=extra,
                         scaler=self.scaler,
                     )
                 advance(metrics)
                 if self.on_step is not None:
                     self.on_step(state.step, metrics)
+        batches.close()  # stops a streamed source's DataLoader workers
         if self.ema is not None:
             self.ema.copy_to(self.model)
         self._check_finite_weights(state.step, "the model")
         return state
+
+    def _checkpoint_extra(self) -> dict[str, torch.Tensor]:
+        """Checkpoint tensors besides the model, objective and optimizer: weight average, readers."""
+        extra = {} if self.ema is None else _prefixed(self.ema.state_dict(), "ema/")
+        if isinstance(self.train_set, ShardSource):
+            extra.update(self.train_set.state_tensors())
+        return extra
 
     def _train_step(self, step: int, batch: Batch, seeds: Sequence[int] | None = None) -> dict[str, float]:
         """One optimizer step; returns the step's metrics (``skipped`` 1.0 for a non-finite step).

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -16,6 +17,9 @@ from modalign.config import ExperimentConfig
 from modalign.data.dataset import SampleSet, check_presence, fit_transforms, split_rows
 from modalign.data.loading import load_split, open_manifest
 from modalign.data.manifest import Manifest, cell, ensure_extracted
+from modalign.data.sources.pack import INDEX, shard_paths
+from modalign.data.sources.shards import ShardBatches
+from modalign.data.sources.stream import StreamedSamples, stream_split
 from modalign.errors import ConfigError, OutputError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
@@ -24,6 +28,7 @@ from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.checkpoint import list_checkpoints
 from modalign.training.distributed import World, init_from_env
 from modalign.training.prediction import check_labels, prediction_loss
+from modalign.training.shard_source import ShardSource
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
 from modalign.workflows.build import (
@@ -145,18 +150,19 @@ def _train(
         on_error=d.on_error,
         show_progress=show_progress,
     )
-    train = load_split(manifest, sources, d.train_split, **common)
+    train = _training_rows(cfg, manifest, sources, common, world)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
     test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
-            check_labels(model, samples, split)
+            check_labels(model, cast(SampleSet, samples), split)  # streamed: its label columns
     if test is not None and len(test):  # every test file of a modality may have been bad
         loaded = sample_coverage(test, d.test_split or "", task_columns(cfg))
         refuse([e for e in coverage_problems(cfg, {"test": loaded})[0] if e.reason != "empty_split"])
 
     if cfg.model.teacher is not None:
         teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
+        assert isinstance(train, SampleSet)  # a streamed split with a teacher is refused
         teacher_sources = add_teacher_embeddings(train, manifest, teacher)
         if val is not None:
             add_teacher_embeddings(val, manifest, teacher)
@@ -228,6 +234,54 @@ def _train(
     return metrics
 
 
+def _training_rows(
+    cfg: ExperimentConfig, manifest: Manifest, sources: list[Any], common: dict[str, Any], world: World
+) -> SampleSet | StreamedSamples | ShardSource:
+    """The training split in memory, or streamed (``data.source``; auto above ``data.stream_above`` rows)."""
+    d = cfg.data
+    if d.source == "shards":
+        return shard_source(cfg, sources, common["keep_columns"], world)
+    n = len(split_rows(manifest, d.split_column, d.train_split))
+    if d.source == "memory" or (d.source == "auto" and n <= d.stream_above):
+        return load_split(manifest, sources, d.train_split, **common)
+    if cfg.model.teacher is not None:
+        raise ConfigError("model.teacher needs the training split in memory: set data.source: memory")
+    return stream_split(manifest, sources, d.train_split, workers=d.workers, **common)
+
+
+def shard_source(cfg: ExperimentConfig, sources: list[Any], keep: list[str], world: World) -> ShardSource:
+    """``data.shards`` read by this rank: its slice of every global batch, from its own shards."""
+    d, t = cfg.data, cfg.trainer
+    if d.shards is None:
+        raise ConfigError(
+            "data.source: shards needs data.shards (a directory written by `modalign data pack`)"
+        )
+    if t.batch_size == "full" or cfg.model.teacher is not None:
+        raise ConfigError("data.source: shards needs a numeric trainer.batch_size and no model.teacher")
+    paths = shard_paths(d.shards)
+    index = json.loads((Path(d.shards) / INDEX).read_text())
+    samples = int(index["split_counts"].get(str(d.train_split), 0))
+    if index.get("split_column") != d.split_column or samples == 0:
+        raise ConfigError(
+            f"data.shards={d.shards} holds no rows of split {d.train_split!r} in column {d.split_column!r}"
+        )
+    reader = ShardBatches(
+        paths,
+        sources,
+        world.local_rows(int(t.batch_size)),
+        seed=t.seed,
+        rank=world.rank,
+        world_size=world.size,
+        workers=d.workers,
+        buffer_size=d.shuffle_buffer,
+        id_column=d.id_column,
+        keep_columns=keep,
+        split_column=d.split_column,
+        split=d.train_split,
+    )
+    return ShardSource(reader, samples, world)
+
+
 def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> int:
     """About what the run still writes: checkpoints (weights + 2 Adam moments, EMA), the model."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
@@ -237,7 +291,7 @@ def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> i
     return max(0, ckpt * (t.keep_checkpoints + 1) + weights * (1 + t.select_best) - kept)
 
 
-def skip_counts(splits: dict[str, SampleSet | None]) -> dict[str, float]:
+def skip_counts(splits: dict[str, SampleSet | StreamedSamples | ShardSource | None]) -> dict[str, float]:
     """``data/skipped/{split}/{reason}`` counts (only the non-zero ones)."""
     out: dict[str, float] = {}
     for split, s in splits.items():

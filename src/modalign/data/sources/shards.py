@@ -1,0 +1,329 @@
+"""Training batches streamed from WebDataset shards (:mod:`modalign.data.sources.pack`).
+
+Split: each epoch the shards are permuted by ``(seed, epoch)`` and dealt round-robin to the
+``W·K`` reader slots (``K`` DataLoader workers on each of ``W`` ranks; slot ``rank·K + worker``):
+every shard is read by exactly one slot, so every sample is seen exactly once per epoch (give at
+least ``W·K`` shards, or some slots stay idle). Each slot shuffles its records in a buffer of
+``buffer_size`` with a generator seeded by ``(seed, epoch, slot)`` and decodes them after the
+shuffle, with the run's transforms, in the worker process (bounded memory: one buffer of raw
+records per worker plus the DataLoader's prefetch).
+
+Exact resume: workers hand over chunks of ``chunk`` records (chunk ``k`` of a slot = its records
+``[k·chunk, (k+1)·chunk)``), which the DataLoader returns round-robin in a fixed order, so the
+position is the number of records each slot has produced plus the worker to ask next
+(:meth:`ShardBatches.state_dict`). On resume every slot skips its produced records without
+decoding them (the first chunk is the rest of the interrupted one) and the worker cycle starts
+where it stopped.
+
+Damage: a record whose media cannot be decoded is skipped with the transform's reason, a member
+the metadata names but the shard lacks is ``missing_member``, unreadable JSON ``bad_metadata`` and
+an unreadable rest of a shard ``corrupt_shard``; :attr:`ShardBatches.skipped` counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from modalign.data.dataset import ModalitySource, SampleSet, collate, load_samples
+from modalign.data.manifest import Manifest
+from modalign.data.sources.pack import FILES_KEY, ROW_KEY, iter_tar_samples
+from modalign.types import Batch
+
+Record = tuple[str, dict[str, bytes] | None]
+
+
+@dataclass
+class ShardItem:
+    """One record of a slot's stream: its position there and the decoded sample (or why not)."""
+
+    slot: int
+    worker: int
+    position: int
+    samples: SampleSet  # one sample, or none with ``skipped`` set
+    chunk_end: bool = True  # the last record of its chunk (the DataLoader moves to the next worker)
+
+
+@dataclass
+class ShardStream(IterableDataset):  # type: ignore[type-arg]
+    """The records of this rank's slots for one epoch (an IterableDataset for DataLoader workers)."""
+
+    shards: Sequence[Path]
+    sources: Sequence[ModalitySource]
+    epoch: int = 0
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    buffer_size: int = 256
+    id_column: str = "id"
+    keep_columns: Sequence[str] = ()
+    skip: dict[int, int] = field(default_factory=dict)  # slot -> records already produced
+    split_column: str = "split"
+    split: str | None = None  # records of other splits are passed over (not counted)
+    first_worker: int = 0  # the worker the DataLoader asks first (rotation on resume)
+    chunk: int = 32  # records per DataLoader item: positions [k·chunk, (k+1)·chunk) of a slot
+
+    def slot_shards(self, slot: int, slots: int) -> list[Path]:
+        """The shards slot ``slot`` of ``slots`` reads this epoch."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.shards), generator=g).tolist()
+        return [self.shards[j] for k, j in enumerate(order) if k % slots == slot]
+
+    def __iter__(self) -> Iterator[list[ShardItem]]:
+        """Chunks of decoded records. Chunk boundaries sit at multiples of ``chunk`` whatever the
+        resume point, so a resumed DataLoader interleaves the workers' chunks as before."""
+        info = get_worker_info()
+        workers, loader_id = (info.num_workers, info.id) if info is not None else (1, 0)
+        worker = (loader_id + self.first_worker) % workers
+        slot = self.rank * workers + worker
+        records = _records(self.slot_shards(slot, self.world_size * workers))
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + slot)
+        skip = self.skip.get(slot, 0)
+        out: list[ShardItem] = []
+        with tempfile.TemporaryDirectory(prefix="modalign-shard-", dir=_scratch_root()) as scratch:
+            for n, record in enumerate(shuffled(records, self.buffer_size, g)):
+                if n < skip:  # records before the resume point are not decoded
+                    continue
+                out.append(ShardItem(slot, worker, n, self.decode(record, Path(scratch)), False))
+                if (n + 1) % self.chunk == 0:
+                    out[-1].chunk_end = True
+                    yield _stacked(out)
+                    out = []
+        if out:
+            out[-1].chunk_end = True
+            yield _stacked(out)
+
+    def decode(self, record: Record, scratch: Path) -> SampleSet:
+        """One record -> a one-sample :class:`SampleSet` (or an empty one with the skip reason)."""
+        key, members = record
+        if members is None:
+            return _skipped("corrupt_shard")
+        try:
+            row = json.loads(members["json"])
+            files = row.pop(FILES_KEY)
+            index = row.pop(ROW_KEY)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return _skipped("bad_metadata")
+        if self.split is not None and row.get(self.split_column) != self.split:
+            return SampleSet()
+        written = []
+        try:
+            for column, suffix in files.items():
+                if suffix not in members:
+                    return _skipped("missing_member")
+                path = scratch / f"{key}.{suffix}"
+                path.write_bytes(members[suffix])
+                written.append(path)
+                row[column] = str(path)
+            row.setdefault(self.id_column, index)
+            manifest = Manifest([row], scratch, scratch / f"{key}.json")
+            out = load_samples(
+                manifest, self.sources, [0], id_column=self.id_column, keep_columns=self.keep_columns
+            )
+            out.rows = [int(index)] * len(out)  # the manifest row (per-sample augmentation seeds)
+            return out
+        finally:
+            for path in written:
+                path.unlink(missing_ok=True)
+
+
+def _stacked(items: list[ShardItem]) -> list[ShardItem]:
+    """The chunk with each modality's tensors stacked into one (its row index left in place).
+
+    A DataLoader worker hands every tensor over through its own shared-memory segment; one tensor
+    per modality and chunk instead of one per sample is what makes worker reading fast.
+    """
+    names = {k for it in items for k in it.samples.data}
+    for name in names:
+        rows = [it.samples.data[name][0] for it in items if len(it.samples) and name in it.samples.data]
+        tensors = [t for t in rows if t is not None]
+        if not tensors or any(t.shape != tensors[0].shape for t in tensors):
+            continue  # variable shapes travel one by one
+        block = torch.stack(tensors)
+        k = 0
+        for it in items:
+            values = it.samples.data.get(name) if len(it.samples) else None
+            if values and values[0] is not None:
+                values[0] = _Row(block, k)  # type: ignore[call-overload]
+                k += 1
+    return items
+
+
+@dataclass
+class _Row:
+    block: torch.Tensor
+    index: int
+
+
+def _unstacked(items: list[ShardItem]) -> list[ShardItem]:
+    for it in items:
+        for values in it.samples.data.values():
+            if values and isinstance(values[0], _Row):
+                values[0] = values[0].block[values[0].index]
+    return items
+
+
+def _scratch_root() -> str | None:
+    """Memory-backed /dev/shm for the short-lived media files when there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _skipped(reason: str) -> SampleSet:
+    out = SampleSet()
+    out.skipped[reason] += 1
+    return out
+
+
+def _records(shards: Sequence[Path]) -> Iterator[Record]:
+    for path in shards:
+        yield from iter_tar_samples(path)
+
+
+def shuffled(records: Iterator[Record], size: int, g: torch.Generator) -> Iterator[Record]:
+    """A seeded shuffle buffer: fill ``size`` records, then emit a random one per record read."""
+    buffer: list[Record] = []
+    for record in records:
+        if len(buffer) < size:
+            buffer.append(record)
+            continue
+        j = int(torch.randint(len(buffer), (), generator=g))
+        buffer[j], record = record, buffer[j]
+        yield record
+    while buffer:
+        j = int(torch.randint(len(buffer), (), generator=g))
+        buffer[j], buffer[-1] = buffer[-1], buffer[j]
+        yield buffer.pop()
+
+
+class ShardBatches:
+    """Local batches of ``rows`` samples from shards, epoch after epoch, with an exact position.
+
+    Every rank builds one with the same arguments and its own ``rank``; each epoch's last partial
+    batch is dropped. ``state_dict()`` after a batch, given to ``load_state_dict()`` of a new
+    instance, continues with the next sample.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[Path],
+        sources: Sequence[ModalitySource],
+        rows: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        buffer_size: int = 256,
+        prefetch: int = 2,
+        id_column: str = "id",
+        keep_columns: Sequence[str] = (),
+        split_column: str = "split",
+        split: str | None = None,
+        chunk: int = 32,
+    ):
+        self.shards, self.sources, self.rows = list(shards), list(sources), rows
+        self.chunk = chunk  # records per worker-to-trainer transfer
+        self.split_column, self.split = split_column, split
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.workers, self.buffer_size, self.prefetch = workers, buffer_size, prefetch
+        self.id_column, self.keep_columns = id_column, list(keep_columns)
+        self.epoch, self.next_worker = 0, 0
+        self.produced: dict[int, int] = {}  # slot -> records produced this epoch
+        self.skipped: Counter[str] = Counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "produced": {str(k): v for k, v in self.produced.items()},
+            "next_worker": self.next_worker,
+            "skipped": dict(self.skipped),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.produced = {int(k): int(v) for k, v in state["produced"].items()}
+        self.next_worker = int(state["next_worker"])
+        self.skipped = Counter(state["skipped"])
+
+    def items(self) -> Iterator[ShardItem]:
+        """This rank's records of the current epoch from the saved position on (which they move)."""
+        stream = ShardStream(
+            self.shards,
+            self.sources,
+            epoch=self.epoch,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            buffer_size=self.buffer_size,
+            id_column=self.id_column,
+            keep_columns=self.keep_columns,
+            skip=dict(self.produced),
+            first_worker=self.next_worker,
+            split_column=self.split_column,
+            split=self.split,
+            chunk=self.chunk,
+        )
+        loader: Iterator[list[ShardItem]] = iter(stream)
+        if self.workers > 0:
+            loader = iter(
+                DataLoader(
+                    stream,
+                    batch_size=None,
+                    num_workers=self.workers,
+                    prefetch_factor=self.prefetch,
+                    collate_fn=_identity,
+                    generator=torch.Generator(),  # its seed draw must not move the training RNG
+                )
+            )
+        for chunk in loader:
+            for item in _unstacked(chunk):  # the position moves with every record handed out
+                self.produced[item.slot] = item.position + 1
+                self.next_worker = (item.worker + item.chunk_end) % max(self.workers, 1)
+                self.skipped.update(item.samples.skipped)
+                yield item
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Batches forever (epoch after epoch); the state after each is :meth:`state_dict`."""
+        while True:
+            for batch, _ in self.epoch_batches():
+                yield batch
+            self.next_epoch()
+
+    def epoch_batches(self) -> Iterator[tuple[Batch, list[int]]]:
+        """The rest of the current epoch: ``(batch, manifest rows of its samples)``; drop-last."""
+        pending: list[SampleSet] = []
+        for item in self.items():
+            if len(item.samples):
+                pending.append(item.samples)
+            if len(pending) == self.rows:
+                rows = _concat(pending)
+                yield collate(rows, list(range(self.rows)), self.sources), rows.rows
+                pending = []
+
+    def next_epoch(self) -> None:
+        self.epoch, self.produced, self.next_worker = self.epoch + 1, {}, 0
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _concat(parts: Sequence[SampleSet]) -> SampleSet:
+    out = SampleSet(data={k: [] for k in parts[0].data}, columns={c: [] for c in parts[0].columns})
+    for p in parts:
+        out.ids += p.ids
+        out.rows += p.rows
+        for k, v in p.data.items():
+            out.data[k] += v
+        for c, v in p.columns.items():
+            out.columns[c] += v
+    return out

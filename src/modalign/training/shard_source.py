@@ -1,0 +1,86 @@
+"""WebDataset shards as the trainer's batch source (``data.source: shards``).
+
+Each rank streams its own shards (:class:`~modalign.data.sources.ShardBatches`); the ranks end
+every epoch together (one all-reduce per step: when any rank has no full batch left, the epoch
+ends everywhere, drop-last), and the checkpoint holds every rank's reader position so a resumed run
+continues at the exact sample. Resuming needs the same number of processes and workers (the shards
+are dealt to rank x worker slots); the global batch is then the same as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from modalign.data.augment import sample_seed
+from modalign.data.sources.shards import ShardBatches
+from modalign.errors import ConfigError
+from modalign.training.checkpoint import TrainState
+from modalign.training.distributed import World
+from modalign.types import Batch
+
+STATE_KEY = "source/shards"
+
+
+class ShardSource:
+    """The training split in shards: ``len`` is its size (from ``index.json``), batches stream."""
+
+    def __init__(self, batches: ShardBatches, samples: int, world: World):
+        self.reader, self.samples, self.world = batches, samples, world
+
+    def __len__(self) -> int:
+        return self.samples
+
+    @property
+    def skipped(self) -> Counter[str]:
+        return self.reader.skipped
+
+    def batches(self, state: TrainState, seed: int) -> Iterator[tuple[TrainState, Batch, list[int]]]:
+        """Local batches from the reader's position, with the position after each and the seeds."""
+        k = state.batch_in_epoch
+        while True:
+            epoch = self.reader.epoch
+            for batch, rows in self.reader.epoch_batches():
+                if not self._all_ranks(True):
+                    break
+                k += 1
+                yield TrainState(0, epoch, k), batch, [sample_seed(seed, epoch, r) for r in rows]
+            else:
+                self._all_ranks(False)
+            self.reader.next_epoch()
+            k = 0
+
+    def _all_ranks(self, have_batch: bool) -> bool:
+        """True when every rank has a batch for this step."""
+        if self.world.size == 1:
+            return have_batch
+        flag = torch.tensor([int(have_batch)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every rank's reader position as checkpoint tensors (a collective: call on every rank)."""
+        states: list[Any] = [self.reader.state_dict()]
+        if self.world.size > 1:
+            states = [None] * self.world.size
+            dist.all_gather_object(states, self.reader.state_dict())
+        data = json.dumps({"workers": self.reader.workers, "ranks": states}).encode()
+        return {STATE_KEY: torch.frombuffer(bytearray(data), dtype=torch.uint8)}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if STATE_KEY not in tensors:
+            return
+        saved = json.loads(bytes(tensors[STATE_KEY].tolist()).decode())
+        ranks, workers = len(saved["ranks"]), saved["workers"]
+        if ranks != self.world.size or workers != self.reader.workers:
+            raise ConfigError(
+                f"this run streamed its shards with {ranks} process(es) x {workers} worker(s); resume "
+                f"it with the same (now {self.world.size} x {self.reader.workers}): the shards are dealt "
+                "to process x worker slots"
+            )
+        self.reader.load_state_dict(saved["ranks"][self.world.rank])
