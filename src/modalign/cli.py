@@ -135,6 +135,9 @@ def eval_(
     higher_order: bool = typer.Option(
         False, "--higher-order", help="also retrieve each modality from all others (Symile MIP)"
     ),
+    linear_probe: bool = typer.Option(
+        False, "--linear-probe", help="linear probe on frozen embeddings (trained on --prompts-split)"
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -153,6 +156,7 @@ def eval_(
             id_column=id_column,
             out_dir=where,
             higher_order=higher_order,
+            probe=linear_probe,
         )
     except ModalignError as e:
         _fail(e)

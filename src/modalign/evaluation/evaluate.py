@@ -23,7 +23,12 @@ from modalign.data.manifest import Manifest
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
 from modalign.evaluation.ranking import KeyPositives
 from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query
-from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics, zero_shot_per_sample
+from modalign.evaluation.zero_shot import (
+    class_prototypes,
+    confusion_matrix,
+    zero_shot_metrics,
+    zero_shot_per_sample,
+)
 from modalign.model import MultimodalModel
 
 
@@ -64,6 +69,7 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     per_query: dict[str, np.ndarray] = field(default_factory=dict)
     chance: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, tuple[list[Hashable], np.ndarray]] = field(default_factory=dict)
 
     def add_retrieval(
         self, prefix: str, queries: Any, candidates: Any, positives: Any, ks: Sequence[int]
@@ -80,6 +86,24 @@ class Evaluation:
                 self.per_query[f"{prefix}/{name}"] = values
         for name, value in retrieval_chance(ranking.n_positives, ranking.n_candidates, ks).items():
             self.chance[f"{prefix}/{name}"] = value
+
+
+def add_geometry(ev: Evaluation, emb: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+    """``geometry/{m}/uniformity`` per modality and ``geometry/{a}-{b}/...`` per modality pair on
+    the rows where both are present (:mod:`modalign.evaluation.geometry`)."""
+    from itertools import combinations
+
+    from modalign.evaluation.geometry import geometry_metrics, uniformity
+
+    for m, e in emb.items():
+        if present[m].sum() >= 2:
+            ev.metrics[f"geometry/{m}/uniformity"] = uniformity(e[present[m]])
+    for a, b in combinations(emb, 2):
+        both = present[a] & present[b]
+        for name, value in geometry_metrics(emb[a][both], emb[b][both]).items():
+            ev.metrics[f"geometry/{a}-{b}/{name}"] = value
+        if f"geometry/{a}-{b}/separability" in ev.metrics:
+            ev.chance[f"geometry/{a}-{b}/separability"] = 0.5
 
 
 def evaluate_samples(
@@ -155,6 +179,9 @@ def evaluate_detailed(
             name = f"retrieval/{'+'.join(qs)}->{t}"
             for metric, value in (aggregate(per_query) | counts(ranking)).items():
                 ev.metrics[f"{name}/{metric}"] = value
+    add_geometry(
+        ev, {m: emb[m] for m in model.modalities}, {m: samples.present(m).numpy() for m in model.modalities}
+    )
     text = zeroshot_text or next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     if label_column is not None and text is not None and class_prompts:
         labels = list(class_prompts)
@@ -173,6 +200,7 @@ def evaluate_detailed(
                 ev.per_query[f"zeroshot/{m}/{name}"] = values
             for name, value in zero_shot_chance(len(classes)).items():
                 ev.chance[f"zeroshot/{m}/{name}"] = value
+            ev.confusion[m] = (classes, confusion_matrix(emb[m][keep], y, classes, protos))
     return ev
 
 

@@ -32,6 +32,11 @@ def write_report(path: Path, metrics: dict[str, float], meta: dict[str, Any]) ->
         report["chance"] = dict(ev.chance)
         write_per_query(path.with_name("per_query.npz"), ev.per_query)
     atomic_write_json(path, report)
+    if "_metrics_log" not in private:  # a training run's log, beside the report or the model
+        near = [path.parent / "metrics.jsonl"]
+        if isinstance(meta.get("model"), str):
+            near.append(Path(meta["model"]).parent / "metrics.jsonl")
+        private["_metrics_log"] = next((p for p in near if p.is_file()), None)
     write_html_report(path.with_suffix(".html"), report, private)
 
 

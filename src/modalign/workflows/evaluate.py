@@ -51,10 +51,15 @@ def run_eval(
     out_dir: Path | None = None,
     show: bool = True,
     higher_order: bool = False,
+    probe: bool = False,
+    val_split: str | None = "val",
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
     ``out_dir`` is checked (a writable directory, not a training run) before anything is read.
+    With ``probe`` (and a label column), a linear probe per modality trains on the
+    ``prompts_split`` embeddings, its weight decay chosen on ``val_split`` (keys
+    ``linear_probe/{modality}/lp_acc1`` ...).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -108,6 +113,20 @@ def run_eval(
         class_prompts=prompts,
         higher_order=higher_order,
     )
+    if probe and label_column is not None:
+        metrics.update(
+            _linear_probes(
+                model,
+                manifest,
+                extras["_embeddings"],
+                label_column,
+                train_split=prompts_split,
+                val_split=val_split,
+                split_column=split_column,
+                id_column=id_column,
+                show=show,
+            )
+        )
     for reason, n in samples.skipped.items():
         metrics[f"data/skipped/{split}/{reason}"] = float(n)
     if show:
@@ -120,5 +139,54 @@ def run_eval(
             "match_on": match_on or "id",
             "n_samples": len(samples),
         }
+        from modalign.evaluation.report_examples import sample_media
+
+        specs = {m: (model.specs[m].kind, model.specs[m].column) for m in model.modalities}
+        extras["_media"] = sample_media(manifest, samples.ids, specs, id_column)
         write_report(Path(out_dir) / "report.json", metrics, {**meta, **extras})
     return metrics
+
+
+def _linear_probes(
+    model: Any,
+    manifest: Any,
+    test: dict[str, Any],
+    label_column: str,
+    *,
+    train_split: str | None,
+    val_split: str | None,
+    split_column: str,
+    id_column: str,
+    show: bool,
+) -> dict[str, float]:
+    """A CPU linear probe per modality on frozen embeddings of the train (and val) split."""
+    from modalign.evaluation.evaluate import embed_samples
+    from modalign.evaluation.linear_probe import linear_probe
+
+    common: dict[str, Any] = {
+        "split_column": split_column,
+        "id_column": id_column,
+        "keep_columns": [label_column],
+        "scalar_columns": [label_column],
+        "show_progress": show,
+    }
+    train = load_split(manifest, model.sources(), train_split, required=True, **common)
+    val = load_split(manifest, model.sources(), val_split, **common) if val_split else None
+    embedded = {"train": (train, embed_samples(model, train))}
+    if val is not None and len(val):
+        embedded["val"] = (val, embed_samples(model, val))
+    out: dict[str, float] = {}
+    for m in model.modalities:
+
+        def rows(samples: Any, emb: dict[str, Any], m: str = m) -> tuple[Any, list[Any]]:
+            keep = samples.present(m).numpy() & [y is not None for y in samples.columns[label_column]]
+            return emb[m][keep], [y for y, k in zip(samples.columns[label_column], keep) if k]
+
+        tx, ty = rows(*embedded["train"])
+        keep = test["present"][m] & [y is not None for y in test["labels"]]
+        sx, sy = test["emb"][m][keep], [y for y, k in zip(test["labels"], keep) if k]
+        vx, vy = rows(*embedded["val"]) if "val" in embedded else (None, None)
+        if len(ty) and len(sy):
+            for name, value in linear_probe(tx, ty, sx, sy, vx, vy).items():
+                out[f"linear_probe/{m}/{name}"] = value
+    return out

@@ -1,0 +1,143 @@
+"""``modalign eval`` end to end: report.json keys, CIs and chance, report.html content, browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_config
+from typer.testing import CliRunner
+
+from modalign.cli import app
+from modalign.evaluation.html import format_seconds
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
+    root = tmp_path_factory.mktemp("evalrun")
+    cfg = root / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(dataset)))
+    result = CliRunner().invoke(
+        app, ["train", str(cfg), "--out", str(root / "run"), "--set", "trainer.max_steps=6"]
+    )
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def evaluated(run: Path, dataset: Path) -> Path:
+    out = run.parent / "eval"
+    args = ["eval", str(run / "model"), "--data", str(dataset), "--match-on", "label", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--linear-probe"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_json_has_every_metric_with_ci_and_chance(evaluated: Path, run: Path) -> None:
+    report = json.loads((evaluated / "report.json").read_text())
+    trained = json.loads((run / "report.json").read_text())
+    d = "retrieval/image->text"
+    for key in (
+        "R@1",
+        "R@5",
+        "R@10",
+        "median_rank",
+        "n_queries",
+        "mean_rank",
+        "MRR@10",
+        "nDCG@10",
+        "MAP@100",
+    ):
+        assert isinstance(report[f"{d}/{key}"], float), key
+    assert report[f"{d}/R@1"] == trained[f"{d}/R@1"]  # same model, split and semantics as training
+    # match_on label, 4 balanced classes, 16 test rows: 4 positives among 16 candidates
+    assert report["chance"][f"{d}/R@1"] == pytest.approx(4 / 16)
+    assert report["chance"]["zeroshot/image/accuracy"] == pytest.approx(1 / 4)
+    lo, hi = report["ci95"][f"{d}/R@1"]
+    assert lo <= report[f"{d}/R@1"] <= hi
+    assert 0 <= report["geometry/image-text/gap"] <= 2 and "geometry/audio/uniformity" in report
+    assert {"lp_acc1", "lp_mean_per_class_recall", "weight_decay"} <= {
+        k.rpartition("/")[2] for k in report if k.startswith("linear_probe/image/")
+    }
+    assert (evaluated / "per_query.npz").is_file()
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert trained["meta"]["train_seconds"] == pytest.approx(last["train_seconds"], abs=0.05)
+
+
+def test_zero_shot_only_with_a_label_column(run: Path, dataset: Path, tmp_path: Path) -> None:
+    # a run configured without data.label_column, evaluated with positives matched on the text
+    bare = tmp_path / "bare"
+    shutil.copytree(run / "model", bare / "model")
+    out = tmp_path / "out"
+    args = ["eval", str(bare / "model"), "--data", str(dataset), "--match-on", "text", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert not [k for k in report if k.startswith("zeroshot/")]  # sentences are not classes
+    result = CliRunner().invoke(app, [*args, "--label-column", "label"])
+    assert result.exit_code == 0, result.output
+    assert "zeroshot/image/accuracy" in json.loads((out / "report.json").read_text())
+
+
+def test_report_html_is_self_contained_with_ordered_columns(evaluated: Path) -> None:
+    page = (evaluated / "report.html").read_text()
+    assert not re.search(r"(src|href)=['\"](?!data:)", page)  # every image/audio is a data URI
+    header = re.search(r"<th>query → target</th>(.*?)</tr>", page).group(1)  # type: ignore[union-attr]
+    cols = re.findall(r"<th>(.*?)</th>", header)
+    assert cols[:3] == ["R@1", "R@5", "R@10"]
+    assert "chance 0.2500" in page and "<audio controls" in page and "Confusion matrix" in page
+    for title in (
+        "Recall@k curves",
+        "PCA",
+        "Embedding geometry",
+        "Linear probe",
+        "training and validation loss",
+    ):
+        assert title in page, title
+
+
+def test_seconds_read_as_durations() -> None:
+    assert [format_seconds(s) for s in (3.25, 662.2, 7500)] == ["3.2 s", "11 min 02 s", "2 h 05 min"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
+def test_report_opens_in_headless_chromium_without_console_errors(evaluated: Path, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+    ]
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((evaluated / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        n_images = page.locator("img").count()
+        loaded = page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        browser.close()
+    assert errors == []
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+    assert n_images >= 5 and loaded
+    assert shot.stat().st_size > 10_000 and np.frombuffer(shot.read_bytes()[:8], np.uint8).tolist()[1:4] == [
+        80,
+        78,
+        71,
+    ]
