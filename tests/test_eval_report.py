@@ -35,7 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Path:
 def evaluated(run: Path, dataset: Path) -> Path:
     out = run.parent / "eval"
     args = ["eval", str(run / "model"), "--data", str(dataset), "--match-on", "label", "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--linear-probe"])
+    result = CliRunner().invoke(app, [*args, "--linear-probe", "--corruptions"])
     assert result.exit_code == 0, result.output
     return out
 
@@ -67,6 +67,13 @@ def test_report_json_has_every_metric_with_ci_and_chance(evaluated: Path, run: P
         k.rpartition("/")[2] for k in report if k.startswith("linear_probe/image/")
     }
     assert (evaluated / "per_query.npz").is_file()
+    table = {
+        k.removeprefix("robustness/corruption/") for k in report if k.startswith("robustness/corruption/")
+    }
+    for name in ("none", "image_noise", "image_blur", "audio_noise", "audio_clip", "audio_truncate"):
+        assert f"{name}/zeroshot/accuracy" in table or f"{name}/image->text/R@1" in table, name
+    assert "image_noise/image->text/R@1" in table and "audio_truncate/audio->image/R@5" in table
+    assert report["robustness/corruption/none/image->text/R@1"] == report["retrieval/image->text/R@1"]
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert trained["meta"]["train_seconds"] == pytest.approx(last["train_seconds"], abs=0.05)
 
@@ -141,3 +148,26 @@ def test_report_opens_in_headless_chromium_without_console_errors(evaluated: Pat
         78,
         71,
     ]
+
+
+def test_corruptions_do_what_they_say() -> None:
+    import torch
+
+    from modalign.evaluation.corruptions import corrupt_image, corrupt_waveform
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 8, 8), 0.7)
+    assert torch.allclose(corrupt_image(flat, "image_blur", g), flat)  # blur keeps a constant image
+    edge = torch.zeros(1, 8, 8)
+    edge[:, :, 4:] = 1
+    blurred = corrupt_image(edge, "image_blur", g)
+    assert 0 < blurred[0, 0, 3] < 0.5 < blurred[0, 0, 4] < 1  # the edge is smoothed
+    noisy = corrupt_image(torch.zeros(1, 64, 64), "image_noise", g)
+    assert float(noisy.std()) == pytest.approx(0.5, rel=0.05)
+    rng = np.random.default_rng(0)
+    w = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
+    noise = corrupt_waveform(w, "audio_noise", rng) - w
+    assert 10 * np.log10(np.mean(w**2) / np.mean(noise**2)) == pytest.approx(10, abs=0.3)
+    assert np.abs(corrupt_waveform(w, "audio_clip", rng)).max() == pytest.approx(0.2 * np.abs(w).max())
+    cut = corrupt_waveform(w, "audio_truncate", rng)
+    assert (cut[4000:] == 0).all() and (cut[:4000] == w[:4000]).all()

@@ -138,6 +138,11 @@ def eval_(
     linear_probe: bool = typer.Option(
         False, "--linear-probe", help="linear probe on frozen embeddings (trained on --prompts-split)"
     ),
+    corruptions: bool = typer.Option(
+        False,
+        "--corruptions",
+        help="metrics again under image noise/blur and audio noise/clipping/truncation",
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -157,6 +162,7 @@ def eval_(
             out_dir=where,
             higher_order=higher_order,
             probe=linear_probe,
+            corruptions=corruptions,
         )
     except ModalignError as e:
         _fail(e)

@@ -53,13 +53,16 @@ def run_eval(
     higher_order: bool = False,
     probe: bool = False,
     val_split: str | None = "val",
+    corruptions: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
     ``out_dir`` is checked (a writable directory, not a training run) before anything is read.
     With ``probe`` (and a label column), a linear probe per modality trains on the
     ``prompts_split`` embeddings, its weight decay chosen on ``val_split`` (keys
-    ``linear_probe/{modality}/lp_acc1`` ...).
+    ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
+    under each corruption of :mod:`modalign.evaluation.corruptions` (keys
+    ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/accuracy``).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -127,6 +130,10 @@ def run_eval(
                 show=show,
             )
         )
+    if corruptions and model.aligned:
+        settings: dict[str, Any] = {"match_on": match_on, "ks": ks, "label_column": label_column}
+        settings |= {"zeroshot_text": text, "class_prompts": prompts}
+        metrics.update(_corruption_table(model, manifest, samples, metrics, settings))
     for reason, n in samples.skipped.items():
         metrics[f"data/skipped/{split}/{reason}"] = float(n)
     if show:
@@ -189,4 +196,42 @@ def _linear_probes(
         if len(ty) and len(sy):
             for name, value in linear_probe(tx, ty, sx, sy, vx, vy).items():
                 out[f"linear_probe/{m}/{name}"] = value
+    return out
+
+
+def _corruption_table(
+    model: Any, manifest: Any, samples: Any, clean: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, float]:
+    """Retrieval R@k and zero-shot accuracy involving each corrupted modality, plus a clean row."""
+    from modalign.evaluation.corruptions import CORRUPTIONS, corrupted_copy
+    from modalign.evaluation.evaluate import evaluate_samples
+
+    out: dict[str, float] = {}
+    sources = {s.name: s for s in model.sources()}
+    for m in model.modalities:
+        names = CORRUPTIONS.get(model.specs[m].kind, ())
+        if not names:
+            continue
+
+        def keep(key: str, m: str = m) -> str | None:
+            parts = key.split("/")
+            if parts[0] == "retrieval" and m in parts[1].split("->") and parts[2].startswith("R@"):
+                return f"{parts[1]}/{parts[2]}"
+            if key == f"zeroshot/{m}/accuracy":
+                return "zeroshot/accuracy"
+            return None
+
+        for k, v in clean.items():
+            if (short := keep(k)) is not None:
+                out[f"robustness/corruption/none/{short}"] = v
+        src = sources[m]
+
+        def payload(i: int, src: Any = src) -> Any:
+            return src.payload(manifest.rows[samples.rows[i]])
+
+        for name in names:
+            corrupted = corrupted_copy(samples, m, name, src.transform, payload, manifest.base_dir)
+            for k, v in evaluate_samples(model, corrupted, **settings).items():
+                if (short := keep(k)) is not None:
+                    out[f"robustness/corruption/{name}/{short}"] = v
     return out
