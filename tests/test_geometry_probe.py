@@ -89,3 +89,29 @@ def test_linear_probe_matches_a_scikit_learn_oracle_and_searches_the_documented_
     oracle_acc = float((oracle.predict(norm(sx)) == np.asarray(sy)).mean())
     assert abs(m["lp_acc1"] - oracle_acc) <= 0.05, (m, oracle_acc)
     assert m["lp_acc5"] >= m["lp_acc1"] and 0 <= m["lp_mean_per_class_recall"] <= 1
+
+
+def test_blind_pairs_are_mined_blockwise_and_scored_mmvp_style() -> None:
+    from modalign.evaluation.blind_pairs import mine_blind_pairs, mmvp_score
+
+    rng = np.random.default_rng(5)
+    a = unit(rng.standard_normal((40, 8)))
+    b = unit(rng.standard_normal((40, 8)))
+    planted = [(3, 17), (5, 30), (21, 22)]
+    for i, j in planted:  # near-identical in A, opposite in B
+        a[j] = unit(a[i][None] + 0.01 * rng.standard_normal((1, 8)))[0]
+        b[j] = -b[i]
+    ca, cb = a @ a.T, b @ b.T
+    want = [(i, j) for i in range(40) for j in range(i + 1, 40) if ca[i, j] > 0.95 and cb[i, j] < 0.6]
+    assert set(planted) <= set(want)
+    for block in (1, 7, 1024):  # the block size changes nothing
+        assert mine_blind_pairs(a, b, block=block) == want
+    top = mine_blind_pairs(a, b, top_k=2)
+    assert top == sorted(want, key=lambda p: -(ca[p] - cb[p]))[:2]
+    # MMVP: a pair counts only when both statements pick their own item; a tie is wrong
+    items = np.eye(4)
+    statements = np.array([[1, 0.2, 0, 0], [0.3, 1, 0, 0], [0, 0, 1, 0.5], [0, 0, 0.5, 1]])
+    statements[3] = [0, 0, 1, 0.2]  # statement 3 prefers item 2: the second pair fails
+    assert mmvp_score(items, statements, [(0, 1), (2, 3)]) == {"score": 50.0, "n_pairs": 2.0, "chance": 25.0}
+    tie = np.array([[1.0, 1.0, 0, 0], [0, 1.0, 0, 0]])
+    assert mmvp_score(np.eye(4)[:2], tie[:, :4], [(0, 1)])["score"] == 0.0
