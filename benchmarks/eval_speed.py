@@ -23,7 +23,9 @@ Protocol (fixed before looking at results):
 - Each (side, N) runs in a **fresh subprocess**. Time: wall clock of the metric pass (best of
   ``--repeats``), after the embeddings exist. Memory: ``extra`` = the child's peak RSS
   (``ru_maxrss``) minus its resident size just before the pass (embeddings and torch loaded), i.e.
-  the memory the metric pass needs beyond the embeddings. Threads: torch default (2 cores).
+  the memory the metric pass needs beyond the embeddings. Threads: ``--threads`` (1) for both
+  sides: on a machine shared with other jobs, multi-threaded torch ops wait for their sibling
+  threads and the wall clock measures the neighbours; ``cpu s`` (process CPU time) is reported too.
 - Large run: modalign alone at N = ``--large`` (100,000) in one direction (text->image; the other
   is the same computation transposed), to show the pass stays within 1 GB beyond the embeddings;
   CLIP_benchmark's dense (N, N) score and positive matrices would need 50 GB there.
@@ -92,26 +94,38 @@ def _modalign(images: Any, texts: Any, directions: int) -> dict[str, float]:
     return out
 
 
-def child(side: str, n: int, dim: int, batch: int, repeats: int, directions: int) -> dict[str, Any]:
+def child(
+    side: str, n: int, dim: int, batch: int, repeats: int, directions: int, threads: int
+) -> dict[str, Any]:
     """One measurement in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(threads)
     images, texts = _embeddings(n, dim)
     before = _rss_kb()
-    times, values = [], {}
+    times, cpu, values = [], [], {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values = (
             _clip_benchmark(images, texts, batch)
             if side == "clip_benchmark"
             else _modalign(images, texts, directions)
         )
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": min(times), "extra_mb": max(peak - before, 0) / 1024, "values": values}
+    return {
+        "seconds": min(times),
+        "cpu_s": min(cpu),
+        "extra_mb": max(peak - before, 0) / 1024,
+        "values": values,
+    }
 
 
 def run_child(side: str, n: int, args: argparse.Namespace, directions: int = 2) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", side, "--n", str(n), "--dim", str(args.dim)]
     cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats), "--directions", str(directions)]
+    cmd += ["--threads", str(args.threads)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,21 +138,35 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--batch", type=int, default=64, help="CLIP_benchmark's batch size")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of both sides")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--directions", type=int, default=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.n, args.dim, args.batch, args.repeats, args.directions)))
+        print(
+            json.dumps(
+                child(args.child, args.n, args.dim, args.batch, args.repeats, args.directions, args.threads)
+            )
+        )
         return
     rows = []
     print(f"Recall@{{1,5,10}} both directions, N pairs, D={args.dim}, fp32, best of {args.repeats}")
     print(
         "extra MB = peak memory of the metric pass beyond the embeddings; ratios = modalign / CLIP_benchmark"
     )
-    head = ("N", "CLIP_benchmark s", "modalign s", "speed-up", "CB extra MB", "ours MB", "mem ratio")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (8, 17, 11, 9, 12, 8, 10))))
+    head = (
+        "N",
+        "CLIP_benchmark s",
+        "modalign s",
+        "speed-up",
+        "CB cpu s",
+        "ours cpu s",
+        "CB extra MB",
+        "ours MB",
+    )
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (8, 17, 11, 9, 9, 11, 12, 8))) + "  mem ratio")
     for n in args.sizes:
         theirs, ours = run_child("clip_benchmark", n, args), run_child("modalign", n, args)
         agree = all(abs(theirs["values"][k] - ours["values"][k]) < 1e-12 for k in theirs["values"])
@@ -147,6 +175,8 @@ def main() -> None:
             "clip_benchmark_s": theirs["seconds"],
             "modalign_s": ours["seconds"],
             "speedup": theirs["seconds"] / ours["seconds"],
+            "clip_benchmark_cpu_s": theirs["cpu_s"],
+            "modalign_cpu_s": ours["cpu_s"],
             "clip_benchmark_extra_mb": theirs["extra_mb"],
             "modalign_extra_mb": ours["extra_mb"],
             "memory_ratio": ours["extra_mb"] / max(theirs["extra_mb"], 1e-9),
@@ -156,6 +186,7 @@ def main() -> None:
         rows.append(row)
         cells = (
             f"{n:>8,} {row['clip_benchmark_s']:>17.2f} {row['modalign_s']:>11.2f} {row['speedup']:>8.1f}x",
+            f"{row['clip_benchmark_cpu_s']:>9.2f} {row['modalign_cpu_s']:>11.2f}",
             f"{row['clip_benchmark_extra_mb']:>12.0f} {row['modalign_extra_mb']:>8.0f}",
             f"{row['memory_ratio']:>10.2f}" + ("" if agree else "  VALUES DIFFER"),
         )
@@ -167,6 +198,7 @@ def main() -> None:
         large = {
             "n": args.large,
             "modalign_s": r["seconds"],
+            "modalign_cpu_s": r["cpu_s"],
             "modalign_extra_mb": r["extra_mb"],
             "values": r["values"],
         }
