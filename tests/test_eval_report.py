@@ -90,7 +90,15 @@ def test_zero_shot_only_with_a_label_column(run: Path, dataset: Path, tmp_path: 
     assert not [k for k in report if k.startswith("zeroshot/")]  # sentences are not classes
     result = CliRunner().invoke(app, [*args, "--label-column", "label"])
     assert result.exit_code == 0, result.output
-    assert "zeroshot/image/accuracy" in json.loads((out / "report.json").read_text())
+    plain = json.loads((out / "report.json").read_text())
+    assert "zeroshot/image/accuracy" in plain
+    # prompt ensembling: templates around each class text change the prototypes, not the keys
+    templates = ["--prompt-template", "{}", "--prompt-template", "a picture of {} here"]
+    result = CliRunner().invoke(app, [*args, "--label-column", "label", *templates])
+    assert result.exit_code == 0, result.output
+    ensembled = json.loads((out / "report.json").read_text())
+    assert ensembled["zeroshot/image/accuracy"] is not None
+    assert ensembled["retrieval/image->text/R@1"] == plain["retrieval/image->text/R@1"]
 
 
 def test_report_html_is_self_contained_with_ordered_columns(evaluated: Path) -> None:
@@ -171,3 +179,21 @@ def test_corruptions_do_what_they_say() -> None:
     assert np.abs(corrupt_waveform(w, "audio_clip", rng)).max() == pytest.approx(0.2 * np.abs(w).max())
     cut = corrupt_waveform(w, "audio_truncate", rng)
     assert (cut[4000:] == 0).all() and (cut[:4000] == w[:4000]).all()
+
+
+def test_train_seconds_add_up_over_resume_segments(dataset: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(dataset, max_steps=4)))
+    run = tmp_path / "run"
+    assert CliRunner().invoke(app, ["train", str(cfg), "--out", str(run)]).exit_code == 0
+    first = json.loads((run / "report.json").read_text())["meta"]["train_seconds"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    result = CliRunner().invoke(
+        app, ["train", str(cfg), "--out", str(run), "--resume", "--set", "trainer.max_steps=8"]
+    )
+    assert result.exit_code == 0, result.output
+    after = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    total = json.loads((run / "report.json").read_text())["meta"]["train_seconds"]
+    assert after[:4] == lines  # the first segment's log is kept
+    assert after[4]["train_seconds"] > lines[3]["train_seconds"]  # the second segment continues its clock
+    assert total == pytest.approx(after[-1]["train_seconds"], abs=0.05) and total > first

@@ -138,6 +138,9 @@ def eval_(
     linear_probe: bool = typer.Option(
         False, "--linear-probe", help="linear probe on frozen embeddings (trained on --prompts-split)"
     ),
+    prompt_template: list[str] = typer.Option(
+        [], "--prompt-template", help="zero-shot prompt template, {} = a class text (repeat to ensemble)"
+    ),
     corruptions: bool = typer.Option(
         False,
         "--corruptions",
@@ -163,6 +166,7 @@ def eval_(
             higher_order=higher_order,
             probe=linear_probe,
             corruptions=corruptions,
+            templates=tuple(prompt_template),
         )
     except ModalignError as e:
         _fail(e)

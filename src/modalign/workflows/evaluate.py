@@ -54,10 +54,13 @@ def run_eval(
     probe: bool = False,
     val_split: str | None = "val",
     corruptions: bool = False,
+    templates: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
     ``out_dir`` is checked (a writable directory, not a training run) before anything is read.
+    Zero-shot class prompts are the texts of each label in ``prompts_split``; ``templates``
+    (``"a recording of {}"``, ``{}`` = the text) turn them into an ensemble per class.
     With ``probe`` (and a label column), a linear probe per modality trains on the
     ``prompts_split`` embeddings, its weight decay chosen on ``val_split`` (keys
     ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
@@ -106,6 +109,10 @@ def run_eval(
             text_column=model.specs[text].column,
             label_column=label_column,
         )
+        if templates:  # prompt ensembling: every template around every class text
+            from modalign.evaluation.zero_shot import fill_templates
+
+            prompts = fill_templates(prompts, templates)
     metrics, extras = evaluate_model(
         model,
         samples,
