@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from itertools import permutations
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from modalign.data.dataset import SampleSet, collate, split_rows
 from modalign.data.manifest import Manifest
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
 from modalign.evaluation.ranking import KeyPositives
-from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query
+from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query, retrieval_per_query_both
 from modalign.evaluation.zero_shot import (
     class_prototypes,
     confusion_matrix,
@@ -71,11 +71,25 @@ class Evaluation:
     chance: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, tuple[list[Hashable], np.ndarray]] = field(default_factory=dict)
 
+    def add_retrieval_pair(
+        self, a: str, b: str, emb_a: Any, emb_b: Any, positives: Any, ks: Sequence[int]
+    ) -> None:
+        """Both directions ``a -> b`` and ``b -> a`` from one pass over their scores."""
+        both = retrieval_per_query_both(emb_a, emb_b, positives, ks)
+        for prefix, (per_query, ranking) in zip((f"retrieval/{a}->{b}", f"retrieval/{b}->{a}"), both):
+            self.add_ranking(prefix, per_query, ranking, ks)
+
     def add_retrieval(
         self, prefix: str, queries: Any, candidates: Any, positives: Any, ks: Sequence[int]
     ) -> None:
         """Retrieval metrics of one query -> target direction under ``prefix`` (``retrieval/a->b``)."""
         per_query, ranking = retrieval_per_query(queries, candidates, positives, ks)
+        self.add_ranking(prefix, per_query, ranking, ks)
+
+    def add_ranking(
+        self, prefix: str, per_query: dict[str, np.ndarray], ranking: Any, ks: Sequence[int]
+    ) -> None:
+        """Metrics, per-query values and chance levels of one direction's ranking."""
         for name, value in (aggregate(per_query) | counts(ranking)).items():
             self.metrics[f"{prefix}/{name}"] = value
         for name, values in per_query.items():
@@ -91,8 +105,6 @@ class Evaluation:
 def add_geometry(ev: Evaluation, emb: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
     """``geometry/{m}/uniformity`` per modality and ``geometry/{a}-{b}/...`` per modality pair on
     the rows where both are present (:mod:`modalign.evaluation.geometry`)."""
-    from itertools import combinations
-
     from modalign.evaluation.geometry import geometry_metrics, uniformity
 
     for m, e in emb.items():
@@ -161,11 +173,11 @@ def evaluate_detailed(
     emb = emb if emb is not None else embed_samples(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
     ev = Evaluation()
-    for q, t in permutations(model.modalities, 2):
+    for q, t in combinations(model.modalities, 2):  # q -> t and t -> q from the same scores
         qp, tp = samples.present(q).numpy(), samples.present(t).numpy()
         qkeys = [k for k, p in zip(keys, qp) if p]
         tkeys = [k for k, p in zip(keys, tp) if p]
-        ev.add_retrieval(f"retrieval/{q}->{t}", emb[q][qp], emb[t][tp], KeyPositives(qkeys, tkeys), ks)
+        ev.add_retrieval_pair(q, t, emb[q][qp], emb[t][tp], KeyPositives(qkeys, tkeys), ks)
     if higher_order and len(model.modalities) >= 3:
         for t in model.modalities:
             qs = [m for m in model.modalities if m != t]

@@ -37,6 +37,14 @@ class Positives:
         """(stop - start, K) whether candidate ``cand[i, j]`` is a positive of query ``start + i``."""
         raise NotImplementedError
 
+    def transposed(self) -> Positives:  # pragma: no cover - interface
+        """The same relation with candidates as queries (the reverse retrieval direction)."""
+        raise NotImplementedError
+
+    def subset(self, rows: np.ndarray) -> Positives:  # pragma: no cover - interface
+        """Only the queries ``rows`` (in that order)."""
+        raise NotImplementedError
+
     def counts(self) -> np.ndarray:  # pragma: no cover - interface
         """(Q,) number of positives of each query."""
         raise NotImplementedError
@@ -57,6 +65,18 @@ class KeyPositives(Positives):
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         return self.qk[start:stop, None] == self.ck[cand]
+
+    def _with(self, qk: torch.Tensor, ck: torch.Tensor) -> KeyPositives:
+        out = KeyPositives([], [])
+        out.qk, out.ck, out._n_codes = qk, ck, self._n_codes
+        out.n_queries, out.n_candidates = len(qk), len(ck)
+        return out
+
+    def transposed(self) -> KeyPositives:
+        return self._with(self.ck, self.qk)
+
+    def subset(self, rows: np.ndarray) -> KeyPositives:
+        return self._with(self.qk[torch.from_numpy(np.asarray(rows, np.int64))], self.ck)
 
     def counts(self) -> np.ndarray:
         per_code = np.bincount(self.ck.numpy(), minlength=self._n_codes)
@@ -97,12 +117,37 @@ class IndexPositives(Positives):
             torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
         )
         codes = rows * self.n_candidates + self.indices[lo:hi]  # ascending (CSR order)
-        wanted = torch.arange(stop - start)[:, None] * self.n_candidates + cand  # (q, K)
+        wanted = (torch.arange(stop - start)[:, None] * self.n_candidates + cand).contiguous()  # (q, K)
         at = torch.searchsorted(codes, wanted).clamp_max(len(codes) - 1)
         return codes[at] == wanted
 
     def counts(self) -> np.ndarray:
         return np.diff(self.indptr)
+
+    def subset(self, rows: np.ndarray) -> IndexPositives:
+        rows = np.asarray(rows, np.int64)
+        lengths = np.diff(self.indptr)[rows]
+        ends = np.cumsum(lengths)
+        # position of each kept entry in ``indices``: its row's start plus its place in the row
+        at = np.repeat(self.indptr[rows] - (ends - lengths), lengths) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        out = IndexPositives([], self.n_candidates)
+        out.indptr = np.concatenate([[0], ends]).astype(np.int64)
+        out.indices = self.indices[torch.from_numpy(at)]
+        out.n_queries = len(rows)
+        return out
+
+    def _lists(self) -> list[list[int]]:
+        flat = self.indices.tolist()
+        return [flat[self.indptr[q] : self.indptr[q + 1]] for q in range(self.n_queries)]
+
+    def transposed(self) -> IndexPositives:
+        lists: list[list[int]] = [[] for _ in range(self.n_candidates)]
+        for q, cands in enumerate(self._lists()):
+            for c in cands:
+                lists[c].append(q)
+        return IndexPositives(lists, self.n_queries)
 
 
 def as_positives(positives: object, n_queries: int, n_candidates: int) -> Positives:
@@ -165,6 +210,7 @@ def rank_candidates(
     normalize: bool = True,
     chunk_bytes: int = 256 * 2**20,
     on_chunk: Callable[[int, int], None] | None = None,
+    on_scores: Callable[[torch.Tensor, int], None] | None = None,
 ) -> Ranking:
     """Best-positive ranks and top-``top_k`` relevance of every query, chunk by chunk.
 
@@ -174,6 +220,8 @@ def rank_candidates(
         normalize: L2-normalise rows first (off to score exactly as a peer that scores raw rows).
         chunk_bytes: working memory of one chunk of queries.
         on_chunk: called with (queries done, Q) after every chunk (progress display).
+        on_scores: called with every (q, C) score chunk and its first query's index (the reverse
+            direction's ranking reads the same scores: :mod:`modalign.evaluation.ranking_pair`).
     """
     q_all = torch.as_tensor(queries).float()
     c_all = torch.as_tensor(candidates).float()
@@ -188,6 +236,8 @@ def rank_candidates(
     for start in range(0, n_q, step):
         stop = min(start + step, n_q)
         s = q_all[start:stop] @ c_all.T  # (q, C)
+        if on_scores is not None:
+            on_scores(s, start)
         # a row sum is non-finite when any score is (|score| <= 1 for unit rows: no overflow)
         if k and bool(torch.isfinite(s.sum(1)).all()):
             best[start:stop], top[start:stop] = _rank_finite(s, k, positives, start, stop, cand_idx)
@@ -231,9 +281,10 @@ def _rank_finite(
     best = torch.where(found, top.to(torch.int8).argmax(1), n_c).numpy()
     redo = (crowded | (~found & torch.from_numpy(positives.counts()[start:stop] > 0))).nonzero().squeeze(1)
     top_np = top.numpy()
-    for r in redo.tolist():  # few rows: ties at the cut, or the best positive beyond place k
-        b, t = _rank_exhaustive(s[r : r + 1], k, positives, start + r, start + r + 1, cand_idx)
-        best[r], top_np[r] = b[0], t[0]
+    if len(redo):  # ties at the cut, or the best positive beyond place k: all such rows at once
+        rows = redo.numpy()
+        b, t = _rank_exhaustive(s[redo], k, positives.subset(rows + start), 0, len(rows), cand_idx)
+        best[rows], top_np[rows] = b, t
     return best, top_np
 
 
