@@ -20,7 +20,7 @@ _STYLE = (
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;"
     "text-align:right;vertical-align:top}th:first-child,td:first-child{text-align:left}"
     "small{color:#777}td.hit{outline:3px solid #2a2}td.miss{outline:3px solid #d33}"
-    ".examples td{text-align:center;font-size:.8em}img{max-width:100%}"
+    ".examples td{text-align:center;font-size:.8em}.examples audio{width:12em}img{max-width:100%}"
 )
 _RETRIEVAL = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "MAP@100", "median_rank", "mean_rank", "n_queries")
 _GEOMETRY = ("gap", "centroid_cosine", "separability", "alignment", "cross_uniformity")
@@ -212,10 +212,15 @@ def _table_sections(ctx: _Context) -> list[str]:
         parts.append("<h2>Robustness: label-dependent missingness (MNAR)</h2>")
         parts.append(_table(["metric", "value"], sorted(mnar.items())))
     corrupt = ctx.groups("robustness/corruption/")
-    if corrupt:
-        cols = sorted({c for g in corrupt.values() for c in g})
+    if corrupt:  # R@1 of each direction and zero-shot accuracy (report.json also has R@5, R@10)
+        found = {c for g in corrupt.values() for c in g}
+        cols = sorted(c for c in found if c.endswith("/R@1")) + sorted(
+            c for c in found if c.startswith("zeroshot/")
+        )
         parts.append(
-            "<h2>Robustness: corrupted inputs</h2>" + ctx.grid("robustness/corruption/", cols, "corruption")
+            "<h2>Robustness: corrupted inputs</h2><p><small>R@1 per direction and zero-shot accuracy with "
+            "one modality's inputs degraded; none = clean inputs.</small></p>"
+            + ctx.grid("robustness/corruption/", cols, "corruption")
         )
     return parts
 

@@ -69,7 +69,8 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
     pairs = sorted({k.split("/")[1] for k in metrics if k.startswith("retrieval/")})
     if pairs:
         found = {k.split("/")[2] for k in metrics if k.startswith("retrieval/")}
-        cols = [c for c in retrieval_columns(found) if not c.startswith(("precision@", "recall@", "n_"))]
+        # the printed table stays narrow: report.json and report.html have every metric
+        cols = [c for c in retrieval_columns(found) if c.startswith(("R@", "MRR@", "median_rank"))]
         cols += ["n_queries"] if "n_queries" in found else []
         table = Table(title=f"{title}: retrieval")
         table.add_column("query->target")

@@ -56,6 +56,9 @@ def _cell(item: tuple[str, Any] | None, ok: bool | None) -> str:
             with Image.open(value) as im:
                 im = im.convert("RGB")
                 im.thumbnail((96, 96))
+                if max(im.size) < 48:  # tiny images (8x8 digits) are enlarged, pixels kept sharp
+                    scale = 48 // max(im.size)
+                    im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
                 buf = io.BytesIO()
                 im.save(buf, format="PNG")
             uri = base64.b64encode(buf.getvalue()).decode()

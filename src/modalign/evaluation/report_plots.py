@@ -16,13 +16,13 @@ import numpy as np
 _MAX_POINTS = 2000  # points per projection / histogram sample: enough to see, small to embed
 
 
-def _figure(width: float = 6.0, height: float = 3.6) -> tuple[Any, Any]:
+def _figure(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, ncols, figsize=(width, height))
 
 
 def _uri(fig: Any) -> str:
@@ -90,7 +90,7 @@ def pca_projection(
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     xy = x @ vt[:2].T  # (N, 2)
     panels = [(modality, "by modality")] + ([(cls, "by class")] if labels is not None else [])
-    fig, axes = _figure(5.0 * len(panels), 4.0)
+    fig, axes = _figure(5.0 * len(panels), 4.0, ncols=len(panels))
     for ax, (values, title) in zip(np.atleast_1d(axes), panels):
         names = sorted({str(v) for v in values})
         for n in names[:20]:  # at most 20 legend entries

@@ -65,7 +65,7 @@ def run_eval(
     ``prompts_split`` embeddings, its weight decay chosen on ``val_split`` (keys
     ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
     under each corruption of :mod:`modalign.evaluation.corruptions` (keys
-    ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/accuracy``).
+    ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/{modality}/accuracy``).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -225,7 +225,7 @@ def _corruption_table(
             if parts[0] == "retrieval" and m in parts[1].split("->") and parts[2].startswith("R@"):
                 return f"{parts[1]}/{parts[2]}"
             if key == f"zeroshot/{m}/accuracy":
-                return "zeroshot/accuracy"
+                return key
             return None
 
         for k, v in clean.items():
