@@ -114,6 +114,32 @@ def test_dense_bool_and_index_lists_and_chunking_agree() -> None:
     assert a == b
 
 
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [24 * 50 * 3, 128 * 2**20])  # 3 rows per chunk, or one
+def test_both_directions_from_one_pass_equal_two_passes(ties: bool, chunk_bytes: int) -> None:
+    from modalign.evaluation.ranking import IndexPositives, KeyPositives
+    from modalign.evaluation.retrieval import retrieval_per_query_both
+
+    q, c, positives = random_case(6, n_q=40, n_c=50, ties=ties)
+    reverse = [[i for i, p in enumerate(positives) if j in p] for j in range(50)]
+    keys_q, keys_c = [i % 7 for i in range(40)], [j % 9 for j in range(50)]
+    for pos, rev in (
+        (positives, reverse),
+        (KeyPositives(keys_q, keys_c), [[i for i in range(40) if keys_q[i] == keys_c[j]] for j in range(50)]),
+    ):
+        (ab, _), (ba, r_ba) = retrieval_per_query_both(q, c, pos, (1, 5, 10), chunk_bytes=chunk_bytes)
+        assert isinstance(IndexPositives([[0]], 1).transposed(), IndexPositives)
+        want_ab = retrieval_metrics(q, c, pos if isinstance(pos, list) else KeyPositives(keys_q, keys_c))
+        want_ba = retrieval_metrics(c, q, rev)
+        got_ab = {k: float(v.mean()) for k, v in ab.items() if k != "rank"}
+        got_ba = {k: float(v.mean()) for k, v in ba.items() if k != "rank"}
+        for key, value in got_ab.items():
+            assert value == pytest.approx(want_ab[key], abs=1e-12), key
+        for key, value in got_ba.items():
+            assert value == pytest.approx(want_ba[key], abs=1e-12), key
+        assert r_ba.n_candidates == 40
+
+
 def test_non_finite_rows_never_score() -> None:
     q, c, _ = random_case(4, n_q=6, n_c=8)
     q[0] = np.nan  # a NaN query: every score NaN, its positive must not be a hit

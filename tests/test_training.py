@@ -52,7 +52,8 @@ def test_train_writes_artifacts_and_report(dataset: Path, tmp_path: Path) -> Non
         for k in ("R@1", "R@5", "R@10", "median_rank"):
             assert f"retrieval/{q}->{t}/{k}" in report
     assert "zeroshot/image/accuracy" in report and "zeroshot/audio/accuracy" in report
-    assert report == {**{k: v for k, v in metrics.items()}, "meta": report["meta"]}
+    extra = {"meta": report["meta"], "ci95": report["ci95"], "chance": report["chance"]}
+    assert report == {**{k: v for k, v in metrics.items()}, **extra}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

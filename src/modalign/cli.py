@@ -150,6 +150,17 @@ def eval_(
     higher_order: bool = typer.Option(
         False, "--higher-order", help="also retrieve each modality from all others (Symile MIP)"
     ),
+    linear_probe: bool = typer.Option(
+        False, "--linear-probe", help="linear probe on frozen embeddings (trained on --prompts-split)"
+    ),
+    prompt_template: list[str] = typer.Option(
+        [], "--prompt-template", help="zero-shot prompt template, {} = a class text (repeat to ensemble)"
+    ),
+    corruptions: bool = typer.Option(
+        False,
+        "--corruptions",
+        help="metrics again under image noise/blur and audio noise/clipping/truncation",
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -168,6 +179,9 @@ def eval_(
             id_column=id_column,
             out_dir=where,
             higher_order=higher_order,
+            probe=linear_probe,
+            corruptions=corruptions,
+            templates=tuple(prompt_template),
         )
     except ModalignError as e:
         _fail(e)

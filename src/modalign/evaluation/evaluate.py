@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from itertools import permutations
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,13 @@ from modalign.data.dataset import SampleSet, collate, split_rows
 from modalign.data.manifest import Manifest
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
 from modalign.evaluation.ranking import KeyPositives
-from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query
-from modalign.evaluation.zero_shot import class_prototypes, zero_shot_metrics, zero_shot_per_sample
+from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query, retrieval_per_query_both
+from modalign.evaluation.zero_shot import (
+    class_prototypes,
+    confusion_matrix,
+    zero_shot_metrics,
+    zero_shot_per_sample,
+)
 from modalign.model import MultimodalModel
 
 
@@ -64,12 +69,27 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     per_query: dict[str, np.ndarray] = field(default_factory=dict)
     chance: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, tuple[list[Hashable], np.ndarray]] = field(default_factory=dict)
+
+    def add_retrieval_pair(
+        self, a: str, b: str, emb_a: Any, emb_b: Any, positives: Any, ks: Sequence[int]
+    ) -> None:
+        """Both directions ``a -> b`` and ``b -> a`` from one pass over their scores."""
+        both = retrieval_per_query_both(emb_a, emb_b, positives, ks)
+        for prefix, (per_query, ranking) in zip((f"retrieval/{a}->{b}", f"retrieval/{b}->{a}"), both):
+            self.add_ranking(prefix, per_query, ranking, ks)
 
     def add_retrieval(
         self, prefix: str, queries: Any, candidates: Any, positives: Any, ks: Sequence[int]
     ) -> None:
         """Retrieval metrics of one query -> target direction under ``prefix`` (``retrieval/a->b``)."""
         per_query, ranking = retrieval_per_query(queries, candidates, positives, ks)
+        self.add_ranking(prefix, per_query, ranking, ks)
+
+    def add_ranking(
+        self, prefix: str, per_query: dict[str, np.ndarray], ranking: Any, ks: Sequence[int]
+    ) -> None:
+        """Metrics, per-query values and chance levels of one direction's ranking."""
         for name, value in (aggregate(per_query) | counts(ranking)).items():
             self.metrics[f"{prefix}/{name}"] = value
         for name, values in per_query.items():
@@ -80,6 +100,22 @@ class Evaluation:
                 self.per_query[f"{prefix}/{name}"] = values
         for name, value in retrieval_chance(ranking.n_positives, ranking.n_candidates, ks).items():
             self.chance[f"{prefix}/{name}"] = value
+
+
+def add_geometry(ev: Evaluation, emb: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+    """``geometry/{m}/uniformity`` per modality and ``geometry/{a}-{b}/...`` per modality pair on
+    the rows where both are present (:mod:`modalign.evaluation.geometry`)."""
+    from modalign.evaluation.geometry import geometry_metrics, uniformity
+
+    for m, e in emb.items():
+        if present[m].sum() >= 2:
+            ev.metrics[f"geometry/{m}/uniformity"] = uniformity(e[present[m]])
+    for a, b in combinations(emb, 2):
+        both = present[a] & present[b]
+        for name, value in geometry_metrics(emb[a][both], emb[b][both]).items():
+            ev.metrics[f"geometry/{a}-{b}/{name}"] = value
+        if f"geometry/{a}-{b}/separability" in ev.metrics:
+            ev.chance[f"geometry/{a}-{b}/separability"] = 0.5
 
 
 def evaluate_samples(
@@ -137,11 +173,11 @@ def evaluate_detailed(
     emb = emb if emb is not None else embed_samples(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
     ev = Evaluation()
-    for q, t in permutations(model.modalities, 2):
+    for q, t in combinations(model.modalities, 2):  # q -> t and t -> q from the same scores
         qp, tp = samples.present(q).numpy(), samples.present(t).numpy()
         qkeys = [k for k, p in zip(keys, qp) if p]
         tkeys = [k for k, p in zip(keys, tp) if p]
-        ev.add_retrieval(f"retrieval/{q}->{t}", emb[q][qp], emb[t][tp], KeyPositives(qkeys, tkeys), ks)
+        ev.add_retrieval_pair(q, t, emb[q][qp], emb[t][tp], KeyPositives(qkeys, tkeys), ks)
     if higher_order and len(model.modalities) >= 3:
         for t in model.modalities:
             qs = [m for m in model.modalities if m != t]
@@ -155,6 +191,9 @@ def evaluate_detailed(
             name = f"retrieval/{'+'.join(qs)}->{t}"
             for metric, value in (aggregate(per_query) | counts(ranking)).items():
                 ev.metrics[f"{name}/{metric}"] = value
+    add_geometry(
+        ev, {m: emb[m] for m in model.modalities}, {m: samples.present(m).numpy() for m in model.modalities}
+    )
     text = zeroshot_text or next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     if label_column is not None and text is not None and class_prompts:
         labels = list(class_prompts)
@@ -173,6 +212,7 @@ def evaluate_detailed(
                 ev.per_query[f"zeroshot/{m}/{name}"] = values
             for name, value in zero_shot_chance(len(classes)).items():
                 ev.chance[f"zeroshot/{m}/{name}"] = value
+            ev.confusion[m] = (classes, confusion_matrix(emb[m][keep], y, classes, protos))
     return ev
 
 

@@ -33,6 +33,18 @@ class Positives:
         """(stop - start, C) bool mask of the positives of queries ``start:stop``."""
         raise NotImplementedError
 
+    def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """(stop - start, K) whether candidate ``cand[i, j]`` is a positive of query ``start + i``."""
+        raise NotImplementedError
+
+    def transposed(self) -> Positives:  # pragma: no cover - interface
+        """The same relation with candidates as queries (the reverse retrieval direction)."""
+        raise NotImplementedError
+
+    def subset(self, rows: np.ndarray) -> Positives:  # pragma: no cover - interface
+        """Only the queries ``rows`` (in that order)."""
+        raise NotImplementedError
+
     def counts(self) -> np.ndarray:  # pragma: no cover - interface
         """(Q,) number of positives of each query."""
         raise NotImplementedError
@@ -50,6 +62,21 @@ class KeyPositives(Positives):
 
     def chunk(self, start: int, stop: int) -> torch.Tensor:
         return self.qk[start:stop, None] == self.ck[None, :]
+
+    def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
+        return self.qk[start:stop, None] == self.ck[cand]
+
+    def _with(self, qk: torch.Tensor, ck: torch.Tensor) -> KeyPositives:
+        out = KeyPositives([], [])
+        out.qk, out.ck, out._n_codes = qk, ck, self._n_codes
+        out.n_queries, out.n_candidates = len(qk), len(ck)
+        return out
+
+    def transposed(self) -> KeyPositives:
+        return self._with(self.ck, self.qk)
+
+    def subset(self, rows: np.ndarray) -> KeyPositives:
+        return self._with(self.qk[torch.from_numpy(np.asarray(rows, np.int64))], self.ck)
 
     def counts(self) -> np.ndarray:
         per_code = np.bincount(self.ck.numpy(), minlength=self._n_codes)
@@ -81,8 +108,46 @@ class IndexPositives(Positives):
         mask[rows, self.indices[lo:hi]] = True
         return mask
 
+    def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
+        # (query, candidate) pairs as one sorted int64 code each: membership by binary search
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        if hi == lo:
+            return torch.zeros(cand.shape, dtype=torch.bool)
+        rows = torch.repeat_interleave(
+            torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
+        )
+        codes = rows * self.n_candidates + self.indices[lo:hi]  # ascending (CSR order)
+        wanted = (torch.arange(stop - start)[:, None] * self.n_candidates + cand).contiguous()  # (q, K)
+        at = torch.searchsorted(codes, wanted).clamp_max(len(codes) - 1)
+        return codes[at] == wanted
+
     def counts(self) -> np.ndarray:
         return np.diff(self.indptr)
+
+    def subset(self, rows: np.ndarray) -> IndexPositives:
+        rows = np.asarray(rows, np.int64)
+        lengths = np.diff(self.indptr)[rows]
+        ends = np.cumsum(lengths)
+        # position of each kept entry in ``indices``: its row's start plus its place in the row
+        at = np.repeat(self.indptr[rows] - (ends - lengths), lengths) + np.arange(
+            int(ends[-1]) if len(ends) else 0
+        )
+        out = IndexPositives([], self.n_candidates)
+        out.indptr = np.concatenate([[0], ends]).astype(np.int64)
+        out.indices = self.indices[torch.from_numpy(at)]
+        out.n_queries = len(rows)
+        return out
+
+    def _lists(self) -> list[list[int]]:
+        flat = self.indices.tolist()
+        return [flat[self.indptr[q] : self.indptr[q + 1]] for q in range(self.n_queries)]
+
+    def transposed(self) -> IndexPositives:
+        lists: list[list[int]] = [[] for _ in range(self.n_candidates)]
+        for q, cands in enumerate(self._lists()):
+            for c in cands:
+                lists[c].append(q)
+        return IndexPositives(lists, self.n_queries)
 
 
 def as_positives(positives: object, n_queries: int, n_candidates: int) -> Positives:
@@ -145,6 +210,7 @@ def rank_candidates(
     normalize: bool = True,
     chunk_bytes: int = 256 * 2**20,
     on_chunk: Callable[[int, int], None] | None = None,
+    on_scores: Callable[[torch.Tensor, int], None] | None = None,
 ) -> Ranking:
     """Best-positive ranks and top-``top_k`` relevance of every query, chunk by chunk.
 
@@ -154,6 +220,8 @@ def rank_candidates(
         normalize: L2-normalise rows first (off to score exactly as a peer that scores raw rows).
         chunk_bytes: working memory of one chunk of queries.
         on_chunk: called with (queries done, Q) after every chunk (progress display).
+        on_scores: called with every (q, C) score chunk and its first query's index (the reverse
+            direction's ranking reads the same scores: :mod:`modalign.evaluation.ranking_pair`).
     """
     q_all = torch.as_tensor(queries).float()
     c_all = torch.as_tensor(candidates).float()
@@ -168,17 +236,56 @@ def rank_candidates(
     for start in range(0, n_q, step):
         stop = min(start + step, n_q)
         s = q_all[start:stop] @ c_all.T  # (q, C)
-        unscorable = ~torch.isfinite(s)
-        key = s.masked_fill_(unscorable, -torch.inf)  # unscorable after every finite score
-        relevant = positives.chunk(start, stop) & ~unscorable  # (q, C)
-        del unscorable
-        best[start:stop] = _best_ranks(key, relevant, cand_idx).numpy()
-        if k:
-            top_idx = _top_k_lower_index_wins(key, k)  # (q, K)
-            top[start:stop] = relevant.gather(1, top_idx).numpy()
+        if on_scores is not None:
+            on_scores(s, start)
+        # a row sum is non-finite when any score is (|score| <= 1 for unit rows: no overflow)
+        if k and bool(torch.isfinite(s.sum(1)).all()):
+            best[start:stop], top[start:stop] = _rank_finite(s, k, positives, start, stop, cand_idx)
+        else:
+            best[start:stop], top[start:stop] = _rank_exhaustive(s, k, positives, start, stop, cand_idx)
         if on_chunk is not None:
             on_chunk(stop, n_q)
     return Ranking(best, top, positives.counts(), n_c)
+
+
+def _rank_exhaustive(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ranks and top-k relevance from full (q, C) masks: any scores, NaN and ties included."""
+    unscorable = ~torch.isfinite(s)
+    key = s.masked_fill(unscorable, -torch.inf)  # unscorable after every finite score
+    relevant = positives.chunk(start, stop) & ~unscorable  # (q, C)
+    best = _best_ranks(key, relevant, cand_idx).numpy()
+    top = relevant.gather(1, _top_k_lower_index_wins(key, k)).numpy() if k else np.zeros((len(s), 0), bool)
+    return best, top
+
+
+def _rank_finite(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same result as :func:`_rank_exhaustive` for finite scores, without (q, C) masks.
+
+    ``torch.topk(k + 1)`` gives the first k places; when the (k+1)-th value is below the k-th, no
+    tie crosses the cut and only equal scores inside the list need reordering by index (a stable
+    sort by score of the index-sorted list). Rows with a tie across the cut, and rows whose best
+    positive is beyond place k (its rank needs a count over all candidates), go through
+    :func:`_rank_exhaustive`.
+    """
+    n_c = s.shape[1]
+    vals, idx = torch.topk(s, min(k + 1, n_c), dim=1)
+    crowded = vals[:, k - 1] == vals[:, k] if n_c > k else torch.zeros(len(s), dtype=torch.bool)
+    idx = idx[:, :k].sort(dim=1).values  # ascending index, then a stable sort by score
+    top_idx = idx.gather(1, torch.sort(s.gather(1, idx), dim=1, descending=True, stable=True).indices)
+    top = positives.member(start, stop, top_idx)  # (q, K)
+    found = top.any(1)
+    best = torch.where(found, top.to(torch.int8).argmax(1), n_c).numpy()
+    redo = (crowded | (~found & torch.from_numpy(positives.counts()[start:stop] > 0))).nonzero().squeeze(1)
+    top_np = top.numpy()
+    if len(redo):  # ties at the cut, or the best positive beyond place k: all such rows at once
+        rows = redo.numpy()
+        b, t = _rank_exhaustive(s[redo], k, positives.subset(rows + start), 0, len(rows), cand_idx)
+        best[rows], top_np[rows] = b, t
+    return best, top_np
 
 
 def _best_ranks(key: torch.Tensor, relevant: torch.Tensor, cand_idx: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,11 @@ def write_report(path: Path, metrics: dict[str, float], meta: dict[str, Any]) ->
         report["chance"] = dict(ev.chance)
         write_per_query(path.with_name("per_query.npz"), ev.per_query)
     atomic_write_json(path, report)
+    if "_metrics_log" not in private:  # a training run's log, beside the report or the model
+        near = [path.parent / "metrics.jsonl"]
+        if isinstance(meta.get("model"), str):
+            near.append(Path(meta["model"]).parent / "metrics.jsonl")
+        private["_metrics_log"] = next((p for p in near if p.is_file()), None)
     write_html_report(path.with_suffix(".html"), report, private)
 
 
@@ -64,7 +69,8 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
     pairs = sorted({k.split("/")[1] for k in metrics if k.startswith("retrieval/")})
     if pairs:
         found = {k.split("/")[2] for k in metrics if k.startswith("retrieval/")}
-        cols = [c for c in retrieval_columns(found) if not c.startswith(("precision@", "recall@", "n_"))]
+        # the printed table stays narrow: report.json and report.html have every metric
+        cols = [c for c in retrieval_columns(found) if c.startswith(("R@", "MRR@", "median_rank"))]
         cols += ["n_queries"] if "n_queries" in found else []
         table = Table(title=f"{title}: retrieval")
         table.add_column("query->target")

@@ -34,7 +34,8 @@ NDCG_K, MRR_K, MAP_K = 10, 10, 100
 def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
     """Each metric's value for every query that has a positive: ``{key: (Q',)}`` plus ``rank``.
 
-    The mean of each array over queries is the metric, except ``rank`` (best-positive 0-based rank),
+    ``MAP@100`` needs the first 100 places of the ranking (``top_k`` >= 100 when ranking). The
+    mean of each array over queries is the metric, except ``rank`` (best-positive 0-based rank),
     from which :func:`aggregate` takes ``mean_rank`` and ``median_rank``.
     """
     keep = ranking.n_positives > 0
@@ -51,9 +52,10 @@ def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[
     discount = 1.0 / np.log2(np.arange(2, NDCG_K + 2))
     ideal = np.cumsum(discount)[np.minimum(n_r, NDCG_K).astype(int) - 1]
     out[f"nDCG@{NDCG_K}"] = (rel[:, :NDCG_K] * discount[: rel[:, :NDCG_K].shape[1]]).sum(1) / ideal
-    top = rel[:, :MAP_K]
-    precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
-    out[f"MAP@{MAP_K}"] = (top * precision_at_i).sum(1) / np.minimum(n_r, MAP_K)
+    if rel.shape[1] >= min(MAP_K, ranking.n_candidates):  # the list is deep enough for MAP@100
+        top = rel[:, :MAP_K]
+        precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
+        out[f"MAP@{MAP_K}"] = (top * precision_at_i).sum(1) / np.minimum(n_r, MAP_K)
     return out
 
 
@@ -81,6 +83,7 @@ def retrieval_metrics(
     normalize: bool = True,
     chunk_bytes: int = 256 * 2**20,
     progress: bool = False,
+    map_at_100: bool = True,
 ) -> dict[str, float]:
     """Retrieval metrics of ``queries`` (Q, D) against ``candidates`` (C, D).
 
@@ -90,6 +93,8 @@ def retrieval_metrics(
         normalize: L2-normalise rows before scoring (cosine).
         chunk_bytes: working memory per chunk of queries; 100,000 x 100,000 fits in the default.
         progress: show a Rich progress bar over query chunks.
+        map_at_100: also ``MAP@100``, which needs the first 100 places of each ranking; without it
+            the list is only as deep as ``max(ks, 10)``, about 4x less work for the top-k.
 
     Returns:
         ``R@k``, ``precision@k``, ``recall@k`` per k, ``MRR@10``, ``nDCG@10``, ``MAP@100``,
@@ -102,7 +107,14 @@ def retrieval_metrics(
         1.0
     """
     per_query, ranking = retrieval_per_query(
-        queries, candidates, positives, ks, normalize=normalize, chunk_bytes=chunk_bytes, progress=progress
+        queries,
+        candidates,
+        positives,
+        ks,
+        normalize=normalize,
+        chunk_bytes=chunk_bytes,
+        progress=progress,
+        map_at_100=map_at_100,
     )
     return aggregate(per_query) | counts(ranking)
 
@@ -116,11 +128,12 @@ def retrieval_per_query(
     normalize: bool = True,
     chunk_bytes: int = 256 * 2**20,
     progress: bool = False,
+    map_at_100: bool = True,
 ) -> tuple[dict[str, np.ndarray], Ranking]:
     """Per-query values (for bootstrap intervals) and the ranking they come from."""
     n_q, n_c = len(queries), len(candidates)
     pos = as_positives(positives, n_q, n_c)
-    top_k = max([*ks, NDCG_K, MRR_K, MAP_K])
+    top_k = max([*ks, NDCG_K, MRR_K, MAP_K if map_at_100 else 0])
     if not progress:
         ranking = rank_candidates(
             queries, candidates, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes
@@ -140,6 +153,42 @@ def retrieval_per_query(
                 on_chunk=lambda done, _: bar.update(task, completed=done),
             )
     return per_query_metrics(ranking, ks), ranking
+
+
+def retrieval_per_query_both(
+    a: Any,
+    b: Any,
+    positives: Any,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    normalize: bool = True,
+    chunk_bytes: int = 128 * 2**20,
+    map_at_100: bool = True,
+) -> tuple[tuple[dict[str, np.ndarray], Ranking], tuple[dict[str, np.ndarray], Ranking]]:
+    """:func:`retrieval_per_query` of ``a -> b`` and of ``b -> a`` from one pass over the scores
+    (:mod:`modalign.evaluation.ranking_pair`); ``positives`` as seen from ``a``."""
+    from modalign.evaluation.ranking_pair import rank_both_directions
+
+    pos = as_positives(positives, len(a), len(b))
+    top_k = max([*ks, NDCG_K, MRR_K, MAP_K if map_at_100 else 0])
+    forward, backward = rank_both_directions(a, b, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes)
+    return (per_query_metrics(forward, ks), forward), (per_query_metrics(backward, ks), backward)
+
+
+def retrieval_metrics_both(
+    a: Any,
+    b: Any,
+    positives: Any,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    normalize: bool = True,
+    map_at_100: bool = True,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`retrieval_metrics` of ``a -> b`` and ``b -> a``, the scores computed once."""
+    (pq_ab, r_ab), (pq_ba, r_ba) = retrieval_per_query_both(
+        a, b, positives, ks, normalize=normalize, map_at_100=map_at_100
+    )
+    return aggregate(pq_ab) | counts(r_ab), aggregate(pq_ba) | counts(r_ba)
 
 
 def counts(ranking: Ranking) -> dict[str, float]:

@@ -97,3 +97,19 @@ def zero_shot_metrics(
         out["top5_accuracy"] = float(per["top5_accuracy"].mean()) if per["accuracy"].size else float("nan")
     out["mean_per_class_recall"] = balanced_recall(per["mean_per_class_recall"])
     return out
+
+
+def confusion_matrix(
+    emb: np.ndarray, labels: Sequence[Hashable], classes: Sequence[Hashable], prototypes: np.ndarray
+) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted (first maximum); NaN rows and labels
+    that are no class are left out."""
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index.get(c, -1) for c in labels], dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        scores = emb @ prototypes.T
+    ok = (y >= 0) & np.isfinite(scores).all(1)
+    pred = scores[ok].argmax(1) if ok.any() else np.zeros(0, np.int64)
+    out = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(out, (y[ok], pred), 1)
+    return out

@@ -182,6 +182,8 @@ class Trainer:
         main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
         if main:
             self._trim_metrics(state.step)
+        # seconds of training steps, summed over --resume segments (the kept log's last value)
+        seconds_before, started = self._logged_seconds(), time.perf_counter()
         batches = self._batches(state)
         streak = 0  # steps in a row skipped for a non-finite loss or gradient
         with (
@@ -209,6 +211,7 @@ class Trainer:
                         if self.config.select_best and main:
                             self._check_finite_weights(state.step, "the best-validation weights")
                             save_weights(self.best_path, self.model)
+                metrics["train_seconds"] = round(seconds_before + time.perf_counter() - started, 3)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()
                 checkpoint = state.step % self.config.checkpoint_every == 0 or state.step == self.max_steps
@@ -419,6 +422,15 @@ class Trainer:
             return
         keep = [ln for ln in path.read_text().splitlines() if _logged_step(ln) <= step]
         atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
+
+    def _logged_seconds(self) -> float:
+        """``train_seconds`` of the last line of ``metrics.jsonl`` (0 for a new run)."""
+        path = self.out_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        try:
+            return float(json.loads(lines[-1]).get("train_seconds", 0.0)) if lines else 0.0
+        except (ValueError, TypeError, AttributeError):
+            return 0.0
 
     def _progress(self, start: int) -> Any:
         return TrainingProgress(start, self.max_steps, enabled=self.show_progress)

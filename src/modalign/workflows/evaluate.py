@@ -51,10 +51,21 @@ def run_eval(
     out_dir: Path | None = None,
     show: bool = True,
     higher_order: bool = False,
+    probe: bool = False,
+    val_split: str | None = "val",
+    corruptions: bool = False,
+    templates: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
     ``out_dir`` is checked (a writable directory, not a training run) before anything is read.
+    Zero-shot class prompts are the texts of each label in ``prompts_split``; ``templates``
+    (``"a recording of {}"``, ``{}`` = the text) turn them into an ensemble per class.
+    With ``probe`` (and a label column), a linear probe per modality trains on the
+    ``prompts_split`` embeddings, its weight decay chosen on ``val_split`` (keys
+    ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
+    under each corruption of :mod:`modalign.evaluation.corruptions` (keys
+    ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/{modality}/accuracy``).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -98,6 +109,10 @@ def run_eval(
             text_column=model.specs[text].column,
             label_column=label_column,
         )
+        if templates:  # prompt ensembling: every template around every class text
+            from modalign.evaluation.zero_shot import fill_templates
+
+            prompts = fill_templates(prompts, templates)
     metrics, extras = evaluate_model(
         model,
         samples,
@@ -108,6 +123,24 @@ def run_eval(
         class_prompts=prompts,
         higher_order=higher_order,
     )
+    if probe and label_column is not None:
+        metrics.update(
+            _linear_probes(
+                model,
+                manifest,
+                extras["_embeddings"],
+                label_column,
+                train_split=prompts_split,
+                val_split=val_split,
+                split_column=split_column,
+                id_column=id_column,
+                show=show,
+            )
+        )
+    if corruptions and model.aligned:
+        settings: dict[str, Any] = {"match_on": match_on, "ks": ks, "label_column": label_column}
+        settings |= {"zeroshot_text": text, "class_prompts": prompts}
+        metrics.update(_corruption_table(model, manifest, samples, metrics, settings))
     for reason, n in samples.skipped.items():
         metrics[f"data/skipped/{split}/{reason}"] = float(n)
     if show:
@@ -120,5 +153,92 @@ def run_eval(
             "match_on": match_on or "id",
             "n_samples": len(samples),
         }
+        from modalign.evaluation.report_examples import sample_media
+
+        specs = {m: (model.specs[m].kind, model.specs[m].column) for m in model.modalities}
+        extras["_media"] = sample_media(manifest, samples.ids, specs, id_column)
         write_report(Path(out_dir) / "report.json", metrics, {**meta, **extras})
     return metrics
+
+
+def _linear_probes(
+    model: Any,
+    manifest: Any,
+    test: dict[str, Any],
+    label_column: str,
+    *,
+    train_split: str | None,
+    val_split: str | None,
+    split_column: str,
+    id_column: str,
+    show: bool,
+) -> dict[str, float]:
+    """A CPU linear probe per modality on frozen embeddings of the train (and val) split."""
+    from modalign.evaluation.evaluate import embed_samples
+    from modalign.evaluation.linear_probe import linear_probe
+
+    common: dict[str, Any] = {
+        "split_column": split_column,
+        "id_column": id_column,
+        "keep_columns": [label_column],
+        "scalar_columns": [label_column],
+        "show_progress": show,
+    }
+    train = load_split(manifest, model.sources(), train_split, required=True, **common)
+    val = load_split(manifest, model.sources(), val_split, **common) if val_split else None
+    embedded = {"train": (train, embed_samples(model, train))}
+    if val is not None and len(val):
+        embedded["val"] = (val, embed_samples(model, val))
+    out: dict[str, float] = {}
+    for m in model.modalities:
+
+        def rows(samples: Any, emb: dict[str, Any], m: str = m) -> tuple[Any, list[Any]]:
+            keep = samples.present(m).numpy() & [y is not None for y in samples.columns[label_column]]
+            return emb[m][keep], [y for y, k in zip(samples.columns[label_column], keep) if k]
+
+        tx, ty = rows(*embedded["train"])
+        keep = test["present"][m] & [y is not None for y in test["labels"]]
+        sx, sy = test["emb"][m][keep], [y for y, k in zip(test["labels"], keep) if k]
+        vx, vy = rows(*embedded["val"]) if "val" in embedded else (None, None)
+        if len(ty) and len(sy):
+            for name, value in linear_probe(tx, ty, sx, sy, vx, vy).items():
+                out[f"linear_probe/{m}/{name}"] = value
+    return out
+
+
+def _corruption_table(
+    model: Any, manifest: Any, samples: Any, clean: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, float]:
+    """Retrieval R@k and zero-shot accuracy involving each corrupted modality, plus a clean row."""
+    from modalign.evaluation.corruptions import CORRUPTIONS, corrupted_copy
+    from modalign.evaluation.evaluate import evaluate_samples
+
+    out: dict[str, float] = {}
+    sources = {s.name: s for s in model.sources()}
+    for m in model.modalities:
+        names = CORRUPTIONS.get(model.specs[m].kind, ())
+        if not names:
+            continue
+
+        def keep(key: str, m: str = m) -> str | None:
+            parts = key.split("/")
+            if parts[0] == "retrieval" and m in parts[1].split("->") and parts[2].startswith("R@"):
+                return f"{parts[1]}/{parts[2]}"
+            if key == f"zeroshot/{m}/accuracy":
+                return key
+            return None
+
+        for k, v in clean.items():
+            if (short := keep(k)) is not None:
+                out[f"robustness/corruption/none/{short}"] = v
+        src = sources[m]
+
+        def payload(i: int, src: Any = src) -> Any:
+            return src.payload(manifest.rows[samples.rows[i]])
+
+        for name in names:
+            corrupted = corrupted_copy(samples, m, name, src.transform, payload, manifest.base_dir)
+            for k, v in evaluate_samples(model, corrupted, **settings).items():
+                if (short := keep(k)) is not None:
+                    out[f"robustness/corruption/{name}/{short}"] = v
+    return out

@@ -225,7 +225,7 @@ def _train(
         "split": d.test_split,
         "match_on": cfg.eval.match_on or "id",
         "n_test": len(test) if test is not None else 0,
-        "train_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": logged_train_seconds(out, fallback=time.perf_counter() - started),
         "steps": cfg.trainer.max_steps,
         "best_step": state.best_step if state.best_step > 0 else None,
         "model_step": state.best_step if cfg.trainer.select_best and state.best_step > 0 else state.step,
@@ -280,6 +280,17 @@ def shard_source(cfg: ExperimentConfig, sources: list[Any], keep: list[str], wor
         split=d.train_split,
     )
     return ShardSource(reader, samples, world)
+
+
+def logged_train_seconds(run: Path, fallback: float) -> float:
+    """Seconds spent in training steps over every --resume segment (the last ``metrics.jsonl``
+    line's ``train_seconds``); ``fallback`` when the log has none (no step was run)."""
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    try:
+        return round(float(json.loads(lines[-1])["train_seconds"]), 1)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return round(fallback, 1)
 
 
 def _bytes_needed(cfg: ExperimentConfig, model: MultimodalModel, out: Path) -> int:
