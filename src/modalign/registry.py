@@ -23,10 +23,13 @@ T = TypeVar("T")
 BUILTIN: dict[str, tuple[str, ...]] = {
     "encoder": (
         "audio_cnn",
+        "efficientnet_lite",
+        "hf_text",
         "identity",
         "image_cnn",
         "image_vit",
         "mlp",
+        "sentence_transformers",
         "tabular_mlp",
         "text_transformer",
         "timeseries_conv",

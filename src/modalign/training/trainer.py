@@ -29,6 +29,7 @@ from torch import nn
 
 from modalign.config import TrainerConfig
 from modalign.data.dataset import ModalitySource, SampleSet, collate
+from modalign.encoders.tuning import lr_groups
 from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
@@ -65,6 +66,7 @@ class Trainer:
         show_progress: Rich progress bar.
         on_step: called after every step with ``(step, metrics)``; an exception it raises stops
             training (tests use it to simulate a crash).
+        lr_scales: modality -> learning-rate multiplier of its tower (others: 1).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Trainer:
         modality_dropout: dict[str, float] | None = None,
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        lr_scales: dict[str, float] | None = None,
     ):
         self.config = cfg = config if config is not None else TrainerConfig()
         self.model, self.objective = model, objective
@@ -104,7 +107,7 @@ class Trainer:
         objective.to(self.device)  # learnable loss-side state (logit scale, bias)
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-        self.optimizer = _optimizer(cfg, model, objective)
+        self.optimizer = _optimizer(cfg, model, objective, lr_groups(model, lr_scales or {}))
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
 
     # --- data order ---------------------------------------------------------------------------
@@ -209,7 +212,7 @@ class Trainer:
             min_lr_ratio=cfg.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         out = self.backward(batch)
         if self.scaler is not None:
@@ -276,14 +279,22 @@ class Trainer:
         self.scaler.update()
 
     def _augment(self, batch: Batch) -> Batch:
-        """Each modality's training-time augmentation (identity for most transforms)."""
-        inputs = {s.name: s.transform.augment(batch.inputs[s.name]) for s in self.sources}
+        """Each modality's training-time augmentation (identity for most transforms).
+
+        Dict inputs (a pretrained model's tokens, cached encoder features) are not augmented.
+        """
+        inputs = dict(batch.inputs)
+        for s in self.sources:
+            x = batch.inputs[s.name]
+            inputs[s.name] = s.transform.augment(x) if isinstance(x, torch.Tensor) else x
         return dataclasses.replace(batch, inputs=inputs)
 
     def loss(self, batch: Batch) -> LossOutput:
         """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""
         emb = self.model(batch)
-        extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
+        extra = {
+            k: v for k, v in batch.inputs.items() if k.endswith(".teacher") and isinstance(v, torch.Tensor)
+        }
         if extra:  # frozen teacher embeddings computed once (training/teacher.py)
             present = {**emb.present, **{k: batch.present[k] for k in extra}}
             emb = EmbeddingBatch({**emb.emb, **extra}, present, emb.features)
@@ -390,15 +401,32 @@ def _logged_step(line: str) -> float:
         return float("inf")
 
 
-def _optimizer(cfg: TrainerConfig, model: nn.Module, objective: nn.Module) -> torch.optim.Optimizer:
-    """AdamW with decoupled decay on matrices only, or Adam with L2 decay on every parameter."""
+def _optimizer(
+    cfg: TrainerConfig, model: nn.Module, objective: nn.Module, scales: dict[int, float]
+) -> torch.optim.Optimizer:
+    """AdamW with decoupled decay on matrices only, or Adam with L2 decay on every parameter.
+
+    ``scales`` (``id(param) -> lr multiplier``) splits the groups further; each keeps ``lr_scale``.
+    """
     if cfg.optimizer == "adam":
         params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-        return torch.optim.Adam(
-            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
-    groups = _param_groups(model, objective, cfg.weight_decay)
+        groups = _scaled_groups([{"params": params, "weight_decay": cfg.weight_decay}], scales)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    groups = _scaled_groups(_param_groups(model, objective, cfg.weight_decay), scales)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def _scaled_groups(groups: list[dict[str, Any]], scales: dict[int, float]) -> list[dict[str, Any]]:
+    """Each group split by learning-rate multiplier (groups without scaled parameters unchanged)."""
+    if not scales:
+        return groups
+    out = []
+    for g in groups:
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for p in g["params"]:
+            by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
+        out += [{**g, "params": ps, "lr_scale": s} for s, ps in by_scale.items()]
+    return out
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -22,10 +22,12 @@ from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel, load_safetensors
 from modalign.training.checkpoint import list_checkpoints
+from modalign.training.feature_cache import CachedFeatures, cache_frozen_features
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.teacher import add_teacher_embeddings
 from modalign.training.trainer import Trainer
 from modalign.workflows.build import (
+    apply_tuning,
     build_fusion_spec,
     build_model,
     build_objective,
@@ -107,7 +109,12 @@ def _train(
         atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
         model.save_transforms(transforms_dir)
     check_free_space(out, _bytes_needed(cfg, model, out), "this run")
+    lr_scales = apply_tuning(cfg, model)
     sources = model.sources()
+    if cfg.model.cache_frozen_features:
+        splits = [s for s in (d.train_split, d.val_split, d.test_split) if s is not None]
+        rows = [i for s in splits for i in split_rows(manifest, d.split_column, s)]
+        sources = cache_frozen_features(model, manifest, sources, rows, cfg.model.feature_cache_dir)
     keep = {d.label_column, cfg.eval.match_on}
     if model.fusion_spec is not None:
         keep |= {t.label_column for t in model.fusion_spec.tasks}
@@ -122,9 +129,11 @@ def _train(
     train = load_split(manifest, sources, d.train_split, **common)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
     test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
+    cached = {s.name: s.transform for s in sources if isinstance(s.transform, CachedFeatures)}
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
             check_labels(model, samples, split)
+            samples.collate_with.update(cached)  # evaluation collates with the model's sources
 
     if cfg.model.teacher is not None:
         teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
@@ -146,6 +155,7 @@ def _train(
         modality_dropout=dict(f.modality_dropout) if f is not None else None,
         show_progress=show_progress,
         on_step=on_step,
+        lr_scales=lr_scales,
     )
     state = trainer.fit(resume=resume)
     if cfg.trainer.select_best and state.best_step > 0:
