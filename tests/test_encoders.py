@@ -28,7 +28,7 @@ INPUTS: dict[str, tuple[dict[str, Any], Any]] = {
 
 
 # pretrained adapters load real weights: their contract is tested in tests/test_pretrained.py
-PRETRAINED = {"efficientnet_lite", "hf_text", "sentence_transformers"}
+PRETRAINED = {"efficientnet_lite", "hf_text", "hf_vision", "sentence_transformers", "torchscript"}
 
 
 def test_every_encoder_is_covered() -> None:

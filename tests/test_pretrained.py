@@ -310,3 +310,71 @@ def test_both_packaged_encoders_load_with_networking_disabled(tmp_path: Path) ->
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["offline", "(1, 8) (1, 8)"]
+
+
+def test_icons_frozen_config_trains_on_another_image_text_manifest(dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modalign.cli import app
+
+    sets = [f"data.manifest={dataset}", "trainer.max_steps=2", "trainer.batch_size=16"]
+    sets.append(f"model.feature_cache_dir={tmp_path / 'cache'}")  # not the working directory's
+    args = ["train", str(ROOT / "configs" / "icons_frozen.yaml"), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args + [x for s in sets for x in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["retrieval/text->image/n_queries"] == 16
+    model = modalign.load(tmp_path / "run")
+    assert model.specs["image"].transform.size == 224 and model.tower("text").encoder.output_dim == 384
+
+
+def test_hf_vision_from_a_local_directory_equals_the_transformers_model(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    transformers.ViTModel(config).save_pretrained(tmp_path / "vit")
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.3, 0.4]
+    pre = {"image_mean": mean, "image_std": std, "size": {"height": 32, "width": 32}}
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(json.dumps(pre))
+    spec = {"kind": "image", "encoder": "hf_vision", "encoder_params": {"path": str(tmp_path / "vit")}}
+    model = _model({"image": spec}, embed_dim=32, head="none")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    x = torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a in images])
+    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    ref = transformers.ViTModel.from_pretrained(tmp_path / "vit").eval()
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(ref(pixel_values=x).pooler_output, dim=-1).numpy()
+    np.testing.assert_allclose(model.encode(images, "image"), want, atol=1e-5)
+    model.save(tmp_path / "saved")
+    shutil.rmtree(tmp_path / "vit")  # the saved model carries its config; weights are in model.safetensors
+    np.testing.assert_allclose(modalign.load(tmp_path / "saved").encode(images, "image"), want, atol=1e-5)
+
+
+def test_torchscript_encoder_from_a_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "enc.pt"))
+    spec = {
+        "kind": "image",
+        "encoder": "torchscript",
+        "encoder_params": {"path": str(tmp_path / "enc.pt"), "output_dim": 4},
+        "transform": {"size": 8, "channels": 1},
+    }
+    model = _model({"image": spec}, embed_dim=4, head="none")
+    img = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    x = (torch.from_numpy(img).float()[None, None] / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(net(x), dim=-1).numpy()
+    np.testing.assert_allclose(model.encode([img], "image"), want, atol=1e-6)
+    model.save(tmp_path / "saved")
+    np.testing.assert_allclose(modalign.load(tmp_path / "saved").encode([img], "image"), want, atol=1e-6)
+    with pytest.raises(ConfigError, match="torch.jit.save"):
+        _model({"image": {**spec, "encoder_params": {"path": str(tmp_path / "no.pt"), "output_dim": 4}}})

@@ -260,21 +260,22 @@ class MultimodalModel(nn.Module):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         spec = self.specs[modality]
+        # variable-length inputs (a pretrained tokenizer pads per batch): batch texts of similar
+        # length together, longest first, and put the rows back in input order at the end
+        order = _length_order(inputs) if spec.transform.sort_by_length else list(range(len(inputs)))
         embs, feats, masks = [], [], []
         finite = []  # (B,) per batch, checked once at the end (no device sync per batch)
         for start in range(0, len(inputs), batch_size):
             items: list[torch.Tensor | None] = []
-            for k, x in enumerate(inputs[start : start + batch_size]):
-                t = None
+            for row in order[start : start + batch_size]:
+                x, t = inputs[row], None
                 if x is not None:
                     try:
                         t = spec.transform.load(x, base)
                     except DataError as e:
-                        raise e.located(row=start + k, column=modality) from None
+                        raise e.located(row=row, column=modality) from None
                 if t is None and not allow_missing:
-                    raise DataError(
-                        "input is empty/missing", reason="missing", row=start + k, column=modality
-                    )
+                    raise DataError("input is empty/missing", reason="missing", row=row, column=modality)
                 items.append(t)
             present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
             x = inputs_to(spec.transform.collate(items), device)
@@ -286,9 +287,10 @@ class MultimodalModel(nn.Module):
         if not embs:
             empty = torch.zeros(0, self.embed_dim, device=device)
             return empty, empty, torch.zeros(0, dtype=torch.bool, device=device)
-        if bad := (~torch.cat(finite)).nonzero()[:, 0].tolist():
+        back = torch.argsort(torch.tensor(order, device=device))  # sorted position of each input
+        if bad := (~torch.cat(finite)[back]).nonzero()[:, 0].tolist():
             raise self.nonfinite_error(modality, bad, len(inputs), "inputs", "at positions")
-        return torch.cat(embs), torch.cat(feats), torch.cat(masks)
+        return torch.cat(embs)[back], torch.cat(feats)[back], torch.cat(masks)[back]
 
     @torch.no_grad()
     def predict(
@@ -365,7 +367,7 @@ class MultimodalModel(nn.Module):
             )
         return EmbeddingBatch(emb, present, feats)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(
         self,
         inputs: Sequence[Any],
@@ -555,6 +557,11 @@ def _encoder(spec: ModalitySpec) -> Encoder:
         raise ConfigError(
             f"modalities.{spec.name}.encoder_params: {spec.encoder} rejects them: {e}"
         ) from None
+
+
+def _length_order(inputs: Sequence[Any]) -> list[int]:
+    """Input positions, longest string first (stable); non-strings count as length 0."""
+    return sorted(range(len(inputs)), key=lambda i: -len(x) if isinstance(x := inputs[i], str) else 0)
 
 
 def nonfinite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:

@@ -25,6 +25,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "audio_cnn",
         "efficientnet_lite",
         "hf_text",
+        "hf_vision",
         "identity",
         "image_cnn",
         "image_vit",
@@ -34,6 +35,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "text_transformer",
         "timeseries_conv",
         "timeseries_gru",
+        "torchscript",
     ),
     "fusion": ("attention", "concat", "lego", "multimodn"),
     "objective": (

@@ -23,6 +23,10 @@ def build_transform(kind: str, params: dict[str, Any], processor: str = "") -> T
         from modalign.data.transforms.pretrained_text import PretrainedTextTransform
 
         return PretrainedTextTransform(**params)
+    if processor == "pretrained_image":
+        from modalign.data.transforms.pretrained_image import PretrainedImageTransform
+
+        return PretrainedImageTransform(**params)
     if processor:
         raise ValueError(f"unknown processor {processor!r}")
     if kind == "image":

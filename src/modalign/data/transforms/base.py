@@ -21,6 +21,8 @@ class Transform:
     kind = ""
     # "" = the kind's default transform; else the name build_transform rebuilds it from
     processor = ""
+    # rows of different lengths padded per batch: encode batches similar lengths together
+    sort_by_length = False
 
     def fit(self, payloads: list[Any]) -> None:
         """Learn state from the training split's present payloads (default: nothing to learn)."""

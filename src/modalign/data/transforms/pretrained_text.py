@@ -37,6 +37,7 @@ class PretrainedTextTransform(Transform):
 
     kind = "text"
     processor = "pretrained_text"
+    sort_by_length = True
 
     def __init__(self, path: str, max_length: int):
         self.path = Path(path)

@@ -6,4 +6,4 @@ and the model packages are imported when an encoder is built, with the hub offli
 
 from __future__ import annotations
 
-from modalign.encoders.pretrained import efficientnet, hf_text  # noqa: F401  (registers)
+from modalign.encoders.pretrained import efficientnet, hf_text, hf_vision, torchscript  # noqa: F401
