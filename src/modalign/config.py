@@ -264,6 +264,15 @@ class RobustnessConfig(_Frozen):
         return self
 
 
+class InheritConfig(_Frozen):
+    """TinyCLIP weight inheritance from model.teacher (training/inherit.py)."""
+
+    every_k_layers: int = Field(1, ge=1, description="student layer i starts as teacher layer i * k")
+    layers: tuple[int, ...] | None = Field(
+        None, description="explicit teacher layer of each student layer (overrides every_k_layers)"
+    )
+
+
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
     head: Literal["linear", "mlp", "none"] = Field(
@@ -274,6 +283,16 @@ class ModelConfig(_Frozen):
     teacher: Path | None = Field(
         None,
         description="saved model whose embeddings distillation objectives mimic ({name}.teacher)",
+    )
+    inherit: InheritConfig | None = Field(
+        None,
+        description="initialise the student from model.teacher: kept layers and leading slices of its "
+        "widths (the student's shapes must be no larger, its text tokenizers the same)",
+    )
+    teacher_on_augmented: bool = Field(
+        False,
+        description="run model.teacher on every (augmented) training batch instead of embedding each "
+        "sample once unaugmented; needs the student's transforms to equal the teacher's",
     )
     cache_frozen_features: bool = Field(
         True,
@@ -451,6 +470,8 @@ class ExperimentConfig(_Frozen):
                     "trainer.accumulation=cached is for contrastive objectives only; with fusion "
                     "tasks (per-sample losses) use a smaller trainer.batch_size instead"
                 )
+        if self.model.teacher is None and (self.model.inherit is not None or self.model.teacher_on_augmented):
+            raise ValueError("model.inherit and model.teacher_on_augmented need model.teacher")
         if self.trainer.accumulation == "cached" and self.model.teacher is not None:
             # GradCache replays only the objectives over the model's embeddings; the teacher's
             # precomputed rows would silently drop out of the loss, so refuse instead.

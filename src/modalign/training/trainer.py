@@ -67,6 +67,8 @@ class Trainer:
         on_step: called after every step with ``(step, metrics)``; an exception it raises stops
             training (tests use it to simulate a crash).
         lr_scales: modality -> learning-rate multiplier of its tower (others: 1).
+        teacher: a frozen model run on every (augmented) batch; its embeddings join the
+            objectives' inputs as ``{name}.teacher`` (distillation on the student's views).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Trainer:
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         lr_scales: dict[str, float] | None = None,
+        teacher: nn.Module | None = None,
     ):
         self.config = cfg = config if config is not None else TrainerConfig()
         self.model, self.objective = model, objective
@@ -105,6 +108,7 @@ class Trainer:
         check_precision(self.device, cfg.precision)  # fp16 on a CPU is refused here (ConfigError)
         model.to(self.device)
         objective.to(self.device)  # learnable loss-side state (logit scale, bias)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
         self.optimizer = _optimizer(cfg, model, objective, lr_groups(model, lr_scales or {}))
@@ -292,6 +296,14 @@ class Trainer:
     def loss(self, batch: Batch) -> LossOutput:
         """Contrastive objectives on the embeddings plus, with fusion, the prediction tasks."""
         emb = self.model(batch)
+        if self.teacher is not None:
+            with torch.no_grad():
+                taught = self.teacher(batch)
+            batch = dataclasses.replace(
+                batch,
+                inputs={**batch.inputs, **{f"{n}.teacher": e for n, e in taught.emb.items()}},
+                present={**batch.present, **{f"{n}.teacher": p for n, p in taught.present.items()}},
+            )
         extra = {
             k: v for k, v in batch.inputs.items() if k.endswith(".teacher") and isinstance(v, torch.Tensor)
         }

@@ -21,10 +21,11 @@ from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel, load_safetensors
+from modalign.model import load as load_model
 from modalign.training.checkpoint import list_checkpoints
 from modalign.training.feature_cache import CachedFeatures, cache_frozen_features
 from modalign.training.prediction import check_labels, prediction_loss
-from modalign.training.teacher import add_teacher_embeddings
+from modalign.training.teacher import add_teacher_embeddings, check_same_inputs, inherit_from_teacher
 from modalign.training.trainer import Trainer
 from modalign.workflows.build import (
     apply_tuning,
@@ -82,6 +83,7 @@ def _train(
     if manifest is None:
         manifest = open_manifest(d.manifest, d.archive)
     transforms_dir = out / "transforms"
+    teacher = load_model(cfg.model.teacher) if cfg.model.teacher is not None else None  # model or run dir
     if resume:  # from a checkpoint (open_run found one)
         model = MultimodalModel.from_config_dir(transforms_dir)  # fitted transforms and task classes
     else:
@@ -105,13 +107,18 @@ def _train(
         labels = {c: [manifest.rows[i].get(c) for i in train_rows] for c in columns}
         torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
         model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
+        if teacher is not None and cfg.model.inherit is not None:
+            inherit = cfg.model.inherit
+            inherit_from_teacher(model, teacher, inherit.every_k_layers, inherit.layers)
         # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)
         atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
         model.save_transforms(transforms_dir)
     check_free_space(out, _bytes_needed(cfg, model, out), "this run")
     lr_scales = apply_tuning(cfg, model)
     sources = model.sources()
-    if cfg.model.cache_frozen_features:
+    if teacher is not None and cfg.model.teacher_on_augmented:
+        check_same_inputs(model, teacher, "model.teacher_on_augmented feeds it the student's batches")
+    if cfg.model.cache_frozen_features and not cfg.model.teacher_on_augmented:
         splits = [s for s in (d.train_split, d.val_split, d.test_split) if s is not None]
         rows = [i for s in splits for i in split_rows(manifest, d.split_column, s)]
         sources = cache_frozen_features(model, manifest, sources, rows, cfg.model.feature_cache_dir)
@@ -135,8 +142,7 @@ def _train(
             check_labels(model, samples, split)
             samples.collate_with.update(cached)  # evaluation collates with the model's sources
 
-    if cfg.model.teacher is not None:
-        teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
+    if teacher is not None and not cfg.model.teacher_on_augmented:
         teacher_sources = add_teacher_embeddings(train, manifest, teacher)
         if val is not None:
             add_teacher_embeddings(val, manifest, teacher)
@@ -156,6 +162,7 @@ def _train(
         show_progress=show_progress,
         on_step=on_step,
         lr_scales=lr_scales,
+        teacher=teacher if cfg.model.teacher_on_augmented else None,
     )
     state = trainer.fit(resume=resume)
     if cfg.trainer.select_best and state.best_step > 0:
