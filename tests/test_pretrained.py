@@ -17,7 +17,7 @@ from conftest import tiny_config
 
 import modalign
 from modalign.config import load_config
-from modalign.errors import ConfigError
+from modalign.errors import ConfigError, DataError
 from modalign.types import Batch
 from modalign.workflows.build import apply_tuning, build_model, build_sources
 
@@ -98,6 +98,8 @@ def test_efficientnet_adapter_equals_the_package_model_and_converts_grey_tiny_im
     want = torch.nn.functional.normalize(_efficientnet_reference([np.stack([grey] * 3, -1)]), dim=-1)
     np.testing.assert_allclose(got[:1], want.numpy(), atol=2e-5)
     assert np.isfinite(got).all()
+    with pytest.raises(DataError, match="shape"):  # two channels: not an image it can take
+        model.encode([grey[:, :, None].repeat(2, axis=2)], modality="image")
     with pytest.raises(ConfigError, match="RGB"):
         _model({"image": {"kind": "image", "encoder": "efficientnet_lite", "transform": {"channels": 1}}})
 
