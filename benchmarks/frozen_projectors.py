@@ -132,12 +132,22 @@ def _cached(cache: Path) -> int:
     return total
 
 
+def tuned_row(sets: list[str], steps: int, work: Path) -> list[Any]:
+    """(c): icons_frozen.yaml with the text tower's last block tuned too."""
+    more = ["modalities.text.trainable={last_n_blocks: 1}", "modalities.text.lr_scale=0.1"]
+    tuned = load_config(ROOT / "configs/icons_frozen.yaml", [*sets, *more, f"trainer.max_steps={steps}"])
+    t0 = time.perf_counter()
+    report = run_training(tuned, work / "c", show_progress=False)
+    return [f"(c) + text last block ({steps} steps)", *_recalls(report), time.perf_counter() - t0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tune-steps", type=int, default=300)
     parser.add_argument("--train-rows", type=int, default=None, help="first N training rows only")
     parser.add_argument("--val-rows", type=int, default=None, help="first N validation rows only")
     parser.add_argument("--cache", default=None, help="feature cache directory (default: a fresh one)")
+    parser.add_argument("--parts", default="abcd", help="which of (a)-(d) to run, e.g. ab")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -158,26 +168,13 @@ def main() -> None:
     ridge, lam = ridge_recalls(frozen_features(frozen))
     rows.append(["(a) ridge map, frozen features", *ridge, 0.0])
     rows.append(["(b) frozen towers + projectors", *_recalls(report_b), cold["total_s"]])
-
-    tuned = load_config(
-        ROOT / "configs/icons_frozen.yaml",
-        [
-            *sets,
-            "modalities.text.trainable={last_n_blocks: 1}",
-            "modalities.text.lr_scale=0.1",
-            f"trainer.max_steps={args.tune_steps}",
-        ],
-    )
-    t0 = time.perf_counter()
-    report_c = run_training(tuned, work / "c", show_progress=False)
-    rows.append(
-        [f"(c) + text last block ({args.tune_steps} steps)", *_recalls(report_c), time.perf_counter() - t0]
-    )
-
-    scratch = load_config(ROOT / "configs/mdi_icons.yaml", [s for s in sets if "feature_cache" not in s])
-    t0 = time.perf_counter()
-    report_d = run_training(scratch, work / "d", show_progress=False)
-    rows.append(["(d) from scratch (mdi_icons.yaml)", *_recalls(report_d), time.perf_counter() - t0])
+    if "c" in args.parts:
+        rows.append(tuned_row(sets, args.tune_steps, work))
+    if "d" in args.parts:
+        scratch = load_config(ROOT / "configs/mdi_icons.yaml", [s for s in sets if "feature_cache" not in s])
+        t0 = time.perf_counter()
+        report_d = run_training(scratch, work / "d", show_progress=False)
+        rows.append(["(d) from scratch (mdi_icons.yaml)", *_recalls(report_d), time.perf_counter() - t0])
 
     print("icon test split, text->image retrieval (positive = same id)")
     print(table(["method", "R@1", "R@5", "R@10", "train s"], rows))

@@ -7,8 +7,9 @@ the same run reuses them too (the loaded splits collate them).
 
 On disk (``model.feature_cache_dir``) features are kept per *namespace* (a directory named by the
 hash of the encoder's identity: registered name, keywords, the digest of its weights, and the
-processor's settings) and keyed inside it by the SHA-256 of the processed input tensor, so a
-second run, another split or an evaluation reuses them and a changed transform or changed
+processor's settings) and keyed inside it by the SHA-256 of the input's content (a file's bytes,
+a text's value; the processed tensor for in-memory arrays), so a second run, another split or an
+evaluation reuses them without decoding the inputs again, and a changed transform or changed
 weights miss. Each batch of new features is one safetensors shard written atomically under a
 name derived from its keys: two runs at once at worst write the same shard twice, never a torn
 file; an unreadable shard is ignored (its features are computed again).
@@ -27,6 +28,7 @@ import torch
 
 from modalign.data.dataset import ModalitySource
 from modalign.data.manifest import Manifest
+from modalign.data.transforms._files import resolve_file
 from modalign.data.transforms.base import Transform
 from modalign.errors import DataError
 from modalign.io import atomic_write_bytes, atomic_write_json
@@ -157,6 +159,27 @@ def tensor_digest(x: torch.Tensor) -> str:
     return hashlib.sha256(f"{tuple(t.shape)}:{t.dtype}".encode() + data).hexdigest()
 
 
+def content_digest(payload: Any, base_dir: Path, kind: str) -> str | None:
+    """SHA-256 of what a manifest cell holds: a file's bytes (image/audio/time-series paths), else
+    the cell's JSON value; None for values without a JSON form (arrays, images: their processed
+    tensor is hashed instead).
+
+    Raises:
+        DataError: a file path that does not resolve to a readable file.
+    """
+    if kind in ("image", "audio", "timeseries") and isinstance(payload, (str, Path)):
+        path = resolve_file(payload, base_dir)
+        try:
+            return hashlib.sha256(b"file:" + path.read_bytes()).hexdigest()
+        except OSError as e:
+            raise DataError(f"cannot read ({e})", reason="missing_file", path=str(path)) from None
+    try:
+        text = json.dumps(payload, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(b"value:" + text.encode()).hexdigest()
+
+
 def payload_key(payload: Any, base_dir: Path) -> str:
     """An in-run key of a manifest cell (its JSON text; file paths made absolute)."""
     return json.dumps([str(base_dir), payload], sort_keys=True, default=str)
@@ -196,12 +219,16 @@ def _features(
     }
     for n, (key, payload) in enumerate(payloads.items()):
         try:
+            h = content_digest(payload, manifest.base_dir, src.transform.kind)
+            if h is not None and h in store.items:  # a hit: the input is not even decoded
+                out[key] = store.items[h]
+                continue
             x = src.transform.load(payload, manifest.base_dir)
         except DataError:
             continue  # reported when the split is loaded
         if x is None:
             continue
-        h = tensor_digest(x)
+        h = h if h is not None else tensor_digest(x)
         if h in store.items:
             out[key] = store.items[h]
         else:
