@@ -22,7 +22,7 @@ def _writer(directory: str, seed: int) -> None:
 
 
 def test_two_writers_at_once_leave_every_feature_readable(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")  # no torch re-import per writer
     procs = [ctx.Process(target=_writer, args=(str(tmp_path), s)) for s in (1, 2)]
     for p in procs:
         p.start()
