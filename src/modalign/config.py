@@ -122,6 +122,19 @@ _DEFAULT_ENCODERS = {
 }
 
 
+class LastNBlocks(_Frozen):
+    last_n_blocks: int = Field(..., ge=1, description="train the encoder's last N blocks and the projector")
+
+
+class LoraConfig(_Frozen):
+    """LoRA adapters on the encoder's linear layers (through peft)."""
+
+    r: int = Field(8, ge=1, description="rank of the low-rank update")
+    alpha: float = Field(16.0, gt=0, description="scale alpha (the update is alpha / r * B A)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
+    targets: tuple[str, ...] = Field((), description="linear layer names to adapt; empty = every nn.Linear")
+
+
 class ModalityConfig(_Frozen):
     """One named modality: where it is in the manifest, how it is read and encoded."""
 
@@ -132,7 +145,18 @@ class ModalityConfig(_Frozen):
     encoder: str | None = Field(None, description="registered encoder; default per kind")
     preset: Literal["tiny", "small"] = Field("tiny", description="encoder size; encoder_params override it")
     encoder_params: dict[str, Any] = Field(default_factory=dict, description="override preset")
-    transform: Any = Field(default_factory=dict, description="kind-specific transform settings")
+    transform: Any = Field(
+        default_factory=dict,
+        description="kind-specific transform settings; a pretrained encoder brings its own processor "
+        "(tokenizer, size, normalisation) and only the settings written here override it",
+    )
+    trainable: Literal["all", "projector", "none"] | LastNBlocks = Field(
+        "all",
+        description="what trains: all, projector (frozen encoder), none (frozen tower) or "
+        "{last_n_blocks: N} (the projector and the encoder's last N blocks)",
+    )
+    lora: LoraConfig | None = Field(None, description="LoRA adapters on the encoder's linear layers")
+    lr_scale: float = Field(1.0, ge=0, description="this tower's learning rate = trainer.lr * lr_scale")
 
     @model_validator(mode="before")
     @classmethod
@@ -252,6 +276,15 @@ class RobustnessConfig(_Frozen):
         return self
 
 
+class InheritConfig(_Frozen):
+    """TinyCLIP weight inheritance from model.teacher (training/inherit.py)."""
+
+    every_k_layers: int = Field(1, ge=1, description="student layer i starts as teacher layer i * k")
+    layers: tuple[int, ...] | None = Field(
+        None, description="explicit teacher layer of each student layer (overrides every_k_layers)"
+    )
+
+
 class ModelConfig(_Frozen):
     embed_dim: int = Field(256, gt=0, description="shared embedding dimension D")
     head: Literal["linear", "mlp", "none"] = Field(
@@ -262,6 +295,24 @@ class ModelConfig(_Frozen):
     teacher: Path | None = Field(
         None,
         description="saved model whose embeddings distillation objectives mimic ({name}.teacher)",
+    )
+    inherit: InheritConfig | None = Field(
+        None,
+        description="initialise the student from model.teacher: kept layers and leading slices of its "
+        "widths (the student's shapes must be no larger, its text tokenizers the same)",
+    )
+    teacher_on_augmented: bool = Field(
+        False,
+        description="run model.teacher on every (augmented) training batch instead of embedding each "
+        "sample once unaugmented; needs the student's transforms to equal the teacher's",
+    )
+    cache_frozen_features: bool = Field(
+        True,
+        description="compute the outputs of frozen, non-augmented encoders once per sample and train "
+        "only what follows them",
+    )
+    feature_cache_dir: Path | None = Field(
+        None, description="keep those features on disk here, reused by later runs; null = this run only"
     )
 
 
@@ -431,6 +482,8 @@ class ExperimentConfig(_Frozen):
                     "trainer.accumulation=cached is for contrastive objectives only; with fusion "
                     "tasks (per-sample losses) use a smaller trainer.batch_size instead"
                 )
+        if self.model.teacher is None and (self.model.inherit is not None or self.model.teacher_on_augmented):
+            raise ValueError("model.inherit and model.teacher_on_augmented need model.teacher")
         if self.trainer.accumulation == "cached" and self.model.teacher is not None:
             # GradCache replays only the objectives over the model's embeddings; the teacher's
             # precomputed rows would silently drop out of the loss, so refuse instead.

@@ -16,13 +16,14 @@ from torch import nn
 
 from modalign.data.dataset import ModalitySource
 from modalign.data.transforms import Transform, build_transform
-from modalign.encoders import Encoder, ModalityTower, build_encoder
+from modalign.encoders import Encoder, ModalityTower, build_encoder, restore_kwargs
+from modalign.encoders.tuning import add_lora, keep_frozen_in_eval
 from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, probabilities
 from modalign.io import atomic_write_bytes, atomic_write_json
 from modalign.tasks import TaskSpec, decode_outputs
-from modalign.types import Batch, EmbeddingBatch
+from modalign.types import Batch, EmbeddingBatch, inputs_to
 
 FORMAT = "modalign-model"
 FORMAT_VERSION = 1
@@ -99,6 +100,7 @@ class ModalitySpec:
     encoder: str
     encoder_kwargs: dict[str, Any]
     transform: Transform
+    lora: dict[str, Any] | None = None  # LoRA adapters in the encoder (encoders/tuning.py add_lora)
 
     def source(self) -> ModalitySource:
         return ModalitySource(self.name, self.column, self.transform)
@@ -128,6 +130,9 @@ class MultimodalModel(nn.Module):
         self.embed_dim = embed_dim
         self.head = head
         self.towers = nn.ModuleDict({s.name: ModalityTower(_encoder(s), embed_dim, head) for s in specs})
+        for s in specs:
+            if s.lora is not None:
+                add_lora(self.tower(s.name), **s.lora)
         self.fusion_spec = fusion
         if fusion is not None:
             from modalign.fusion import build_fusion
@@ -143,6 +148,14 @@ class MultimodalModel(nn.Module):
                 self.aux_heads = nn.ModuleDict(
                     {n: TaskHeads(embed_dim, fusion.tasks, **heads) for n in self.specs}
                 )
+
+    def train(self, mode: bool = True) -> MultimodalModel:
+        """Train mode, except for frozen modules: they stay in eval mode (BatchNorm statistics and
+        dropout untouched, see :mod:`modalign.encoders.tuning`)."""
+        super().train(mode)
+        if mode:
+            keep_frozen_in_eval(self)
+        return self
 
     @property
     def modalities(self) -> list[str]:
@@ -247,24 +260,26 @@ class MultimodalModel(nn.Module):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         spec = self.specs[modality]
+        # variable-length inputs (a pretrained tokenizer pads per batch): batch texts of similar
+        # length together, longest first, and put the rows back in input order at the end
+        order = _length_order(inputs) if spec.transform.sort_by_length else list(range(len(inputs)))
         embs, feats, masks = [], [], []
         finite = []  # (B,) per batch, checked once at the end (no device sync per batch)
         for start in range(0, len(inputs), batch_size):
             items: list[torch.Tensor | None] = []
-            for k, x in enumerate(inputs[start : start + batch_size]):
-                t = None
+            for row in order[start : start + batch_size]:
+                x, t = inputs[row], None
                 if x is not None:
                     try:
                         t = spec.transform.load(x, base)
                     except DataError as e:
-                        raise e.located(row=start + k, column=modality) from None
+                        raise e.located(row=row, column=modality) from None
                 if t is None and not allow_missing:
-                    raise DataError(
-                        "input is empty/missing", reason="missing", row=start + k, column=modality
-                    )
+                    raise DataError("input is empty/missing", reason="missing", row=row, column=modality)
                 items.append(t)
             present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
-            emb, feat = self.tower(modality).embed(spec.transform.collate(items).to(device), present)
+            x = inputs_to(spec.transform.collate(items), device)
+            emb, feat = self.tower(modality).embed(x, present)
             finite.append(emb.isfinite().all(1))
             embs.append(emb.float())
             feats.append(feat.float())
@@ -272,9 +287,10 @@ class MultimodalModel(nn.Module):
         if not embs:
             empty = torch.zeros(0, self.embed_dim, device=device)
             return empty, empty, torch.zeros(0, dtype=torch.bool, device=device)
-        if bad := (~torch.cat(finite)).nonzero()[:, 0].tolist():
+        back = torch.argsort(torch.tensor(order, device=device))  # sorted position of each input
+        if bad := (~torch.cat(finite)[back]).nonzero()[:, 0].tolist():
             raise self.nonfinite_error(modality, bad, len(inputs), "inputs", "at positions")
-        return torch.cat(embs), torch.cat(feats), torch.cat(masks)
+        return torch.cat(embs)[back], torch.cat(feats)[back], torch.cat(masks)[back]
 
     @torch.no_grad()
     def predict(
@@ -372,7 +388,7 @@ class MultimodalModel(nn.Module):
             )
         return EmbeddingBatch(emb, present, feats)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(
         self,
         inputs: Sequence[Any],
@@ -458,6 +474,8 @@ class MultimodalModel(nn.Module):
                     "encoder": s.encoder,
                     "encoder_kwargs": s.encoder_kwargs,
                     "transform": s.transform.settings(),
+                    "processor": s.transform.processor,
+                    "lora": s.lora,
                 }
                 for s in self.specs.values()
             },
@@ -502,10 +520,11 @@ class MultimodalModel(nn.Module):
         try:
             specs = []
             for name, m in desc["modalities"].items():
-                transform = build_transform(m["kind"], m["transform"])
+                transform = build_transform(m["kind"], m["transform"], m.get("processor", ""))
                 transform.load_state(directory, name)
+                kwargs = restore_kwargs(m["encoder"], m["encoder_kwargs"], transform)
                 specs.append(
-                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], m["encoder_kwargs"], transform)
+                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], kwargs, transform, m.get("lora"))
                 )
             fusion = desc.get("fusion")
             return cls(
@@ -559,6 +578,11 @@ def _encoder(spec: ModalitySpec) -> Encoder:
         raise ConfigError(
             f"modalities.{spec.name}.encoder_params: {spec.encoder} rejects them: {e}"
         ) from None
+
+
+def _length_order(inputs: Sequence[Any]) -> list[int]:
+    """Input positions, longest string first (stable); non-strings count as length 0."""
+    return sorted(range(len(inputs)), key=lambda i: -len(x) if isinstance(x := inputs[i], str) else 0)
 
 
 def nonfinite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:

@@ -23,14 +23,19 @@ T = TypeVar("T")
 BUILTIN: dict[str, tuple[str, ...]] = {
     "encoder": (
         "audio_cnn",
+        "efficientnet_lite",
+        "hf_text",
+        "hf_vision",
         "identity",
         "image_cnn",
         "image_vit",
         "mlp",
+        "sentence_transformers",
         "tabular_mlp",
         "text_transformer",
         "timeseries_conv",
         "timeseries_gru",
+        "torchscript",
     ),
     "fusion": ("attention", "concat", "lego", "multimodn"),
     "objective": (

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
+
+# A modality's batch input: one (B, ...) tensor, or a dict of them sharing the leading dim B (e.g. a
+# pretrained text model's ``input_ids`` and ``attention_mask``, both (B, T)).
+Inputs = torch.Tensor | dict[str, torch.Tensor]
+# Key of an input dict holding a frozen encoder's cached (B, F) outputs: the tower skips its encoder.
+ENCODER_FEATURES = "encoder_features"
+
+
+def take_rows(x: Inputs, idx: torch.Tensor | slice) -> Inputs:
+    """Rows ``idx`` of a tensor, or of every tensor of a dict input (same keys)."""
+    if isinstance(x, Mapping):
+        return {k: v[idx] for k, v in x.items()}
+    return x[idx]
+
+
+def inputs_to(x: Inputs, device: torch.device) -> Inputs:
+    """A tensor or dict input moved to ``device``."""
+    if isinstance(x, Mapping):
+        return {k: v.to(device) for k, v in x.items()}
+    return x.to(device)
+
+
+def input_tensors(x: Inputs) -> list[torch.Tensor]:
+    """The tensors of a tensor or dict input."""
+    return list(x.values()) if isinstance(x, Mapping) else [x]
 
 
 @dataclass(frozen=True)
@@ -12,7 +38,10 @@ class Batch:
     """A collated batch keyed by modality *name*.
 
     Attributes:
-        inputs: ``inputs[name]`` tensor with leading dim B; absent rows hold a placeholder. Besides
+        inputs: ``inputs[name]`` a tensor with leading dim B, or a dict of such tensors (all with
+            the same B; e.g. ``{"input_ids": (B, T), "attention_mask": (B, T)}`` of a pretrained
+            text model, or ``{ENCODER_FEATURES: (B, F)}`` from the frozen-feature cache); absent
+            rows hold a placeholder. Besides
             the modalities it may hold precomputed inputs under their own names, e.g. frozen
             teacher embeddings ``"{name}.teacher"`` for distillation.
         present: ``present[name]`` bool tensor (B,); False means the modality is absent. Same
@@ -20,11 +49,13 @@ class Batch:
         ids: sample ids, length B.
         labels: optional label columns, each a list of length B (None where missing).
 
-    Nothing else travels with a batch: masks an encoder needs are derived from its input (the text
-    encoder's padding mask from token id 0, the time-series encoders' from NaN padding).
+    ``present`` is never inside an input dict: it stays the one mask of absent rows. Masks an
+    encoder needs travel in its input dict (``attention_mask``); the older from-scratch encoders
+    still derive theirs from the input (the text encoder's from token id 0, the time-series
+    encoders' from NaN padding). Use :func:`take_rows` / :func:`inputs_to` to handle both forms.
     """
 
-    inputs: dict[str, torch.Tensor]
+    inputs: dict[str, Inputs]
     present: dict[str, torch.Tensor]
     ids: list[str]
     labels: dict[str, list] = field(default_factory=dict)
@@ -38,12 +69,12 @@ class Batch:
         Returns ``self`` when every tensor is already there; nothing is modified in place.
         """
         device = torch.device(device)
-        tensors = [*self.inputs.values(), *self.present.values()]
+        tensors = [t for v in self.inputs.values() for t in input_tensors(v)] + [*self.present.values()]
         if all(t.device == device for t in tensors):
             return self
         return replace(
             self,
-            inputs={k: v.to(device) for k, v in self.inputs.items()},
+            inputs={k: inputs_to(v, device) for k, v in self.inputs.items()},
             present={k: v.to(device) for k, v in self.present.items()},
         )
 
@@ -51,7 +82,7 @@ class Batch:
         """Consecutive micro-batches of at most ``size`` rows (views of the tensors)."""
         return [
             Batch(
-                inputs={k: v[i : i + size] for k, v in self.inputs.items()},
+                inputs={k: take_rows(v, slice(i, i + size)) for k, v in self.inputs.items()},
                 present={k: v[i : i + size] for k, v in self.present.items()},
                 ids=self.ids[i : i + size],
                 labels={k: v[i : i + size] for k, v in self.labels.items()},

@@ -58,6 +58,8 @@ class SampleSet:
         data: ``data[name][i]`` tensor, or None when absent.
         columns: kept extra columns (labels, match keys), ``columns[col][i]``.
         skipped: rows skipped per reason. errors: the first errors seen (for reports).
+        collate_with: modality -> the transform that collates its stored rows when they are not
+            what the modality's own transform makes (e.g. cached frozen-encoder features).
     """
 
     ids: list[str] = field(default_factory=list)
@@ -66,6 +68,7 @@ class SampleSet:
     columns: dict[str, list[Any]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: list[DataError] = field(default_factory=list)
+    collate_with: dict[str, Transform] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -203,7 +206,7 @@ def collate(samples: SampleSet, indices: Sequence[int], sources: Sequence[Modali
     inputs, present = {}, {}
     for src in sources:
         items = [samples.data[src.name][i] for i in indices]
-        inputs[src.name] = src.transform.collate(items)
+        inputs[src.name] = samples.collate_with.get(src.name, src.transform).collate(items)
         present[src.name] = torch.tensor([x is not None for x in items], dtype=torch.bool)
     labels = {c: [v[i] for i in indices] for c, v in samples.columns.items()}
     return Batch(inputs=inputs, present=present, ids=[samples.ids[i] for i in indices], labels=labels)

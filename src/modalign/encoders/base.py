@@ -1,7 +1,8 @@
 """Encoder contract and the tower that turns an encoder's features into unit-norm embeddings.
 
 Every encoder is an ``nn.Module`` with ``kind`` (image/text/audio/tabular/timeseries), ``output_dim``
-(feature width F) and ``forward(inputs) -> (B', F)`` that sees **only the present rows**; the
+(feature width F) and ``forward(inputs) -> (B', F)`` that sees **only the present rows** (``inputs``
+a tensor or a dict of tensors, see :class:`~modalign.types.Batch`); the
 :class:`ModalityTower` selects those rows, projects to the shared dimension D, L2-normalises and puts
 zeros in absent rows. Encoders therefore never see placeholders, and batch-independent layers
 (GroupNorm/LayerNorm, never BatchNorm) keep ``encode`` independent of the batch size.
@@ -9,18 +10,45 @@ zeros in absent rows. Encoders therefore never see placeholders, and batch-indep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from modalign.errors import ConfigError
+from modalign.types import ENCODER_FEATURES, Inputs, take_rows
+
+if TYPE_CHECKING:
+    from modalign.data.transforms.base import Transform
 
 
 class Encoder(nn.Module):
-    """Base class of modality encoders (see module docstring)."""
+    """Base class of modality encoders (see module docstring).
+
+    An encoder owns its preprocessing: :meth:`processor` returns the transform its inputs need, or
+    None for the modality kind's default (from-scratch encoders). :meth:`layer_blocks` lists its layers
+    in order for ``trainable: {last_n_blocks: N}``.
+    """
 
     kind: str = ""
     output_dim: int = 0
+
+    @classmethod
+    def processor(cls, encoder_params: dict[str, Any], transform_params: dict[str, Any]) -> Transform | None:
+        """The transform this encoder needs (None = the kind's default).
+
+        Args:
+            encoder_params: the config's ``encoder_params`` (e.g. the model's path).
+            transform_params: the ``transform`` settings the user set explicitly; they override the
+                model's own (e.g. ``max_length``, ``random_shift``).
+        """
+        return None
+
+    def layer_blocks(self) -> list[nn.Module]:
+        """Layers in input-to-output order; the last ones are unfrozen by ``last_n_blocks``."""
+        raise ConfigError(f"encoder {type(self).__name__} does not list its blocks: use trainable all/none")
 
 
 class ModalityTower(nn.Module):
@@ -53,15 +81,21 @@ class ModalityTower(nn.Module):
         else:
             raise ConfigError(f"model.head must be linear, mlp or none, got {head!r}")
 
-    def features(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Unnormalised projected features of present rows only: (B', D)."""
+    def features(self, inputs: Inputs) -> torch.Tensor:
+        """Unnormalised projected features of present rows only: (B', D).
+
+        An input dict holding ``ENCODER_FEATURES`` (cached outputs of a frozen encoder) skips the
+        encoder: only the projection head runs.
+        """
+        if isinstance(inputs, Mapping) and ENCODER_FEATURES in inputs:
+            return self.head(inputs[ENCODER_FEATURES])
         return self.head(self.encoder(inputs))
 
-    def forward(self, inputs: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: Inputs, present: torch.Tensor) -> torch.Tensor:
         """Embed a batch: (B, ...) inputs and (B,) mask -> (B, D) unit rows, zeros where absent."""
         return self.embed(inputs, present)[0]
 
-    def embed(self, inputs: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, inputs: Inputs, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D) unit rows and the (B, D) unnormalised features they come from; zeros where absent."""
         b = present.shape[0]
         if bool(present.all()):
@@ -71,7 +105,7 @@ class ModalityTower(nn.Module):
         idx = present.nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
             return out, out
-        feats = self.features(inputs[idx])
+        feats = self.features(take_rows(inputs, idx))
         emb = F.normalize(feats, dim=-1)
         return out.index_copy(0, idx, emb.to(out.dtype)), out.index_copy(0, idx, feats.to(out.dtype))
 

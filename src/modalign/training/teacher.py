@@ -4,11 +4,15 @@ The teacher is a saved modalign model with (some of) the student's modality name
 of every training/validation sample are computed once, with the teacher's own transforms, and
 carried through batches as extra inputs ``{name}.teacher``; the trainer adds them to the
 :class:`~modalign.types.EmbeddingBatch` the objectives see. Computing them once keeps the teacher
-out of the training step (it is frozen and its inputs are not augmented).
+out of the training step (it is frozen and its inputs are not augmented). With
+``model.teacher_on_augmented`` the trainer runs the teacher on every augmented training batch
+instead (:class:`~modalign.training.trainer.Trainer` ``teacher=``), which needs the same inputs
+(:func:`check_same_inputs`). :func:`inherit_from_teacher` initialises a student from the teacher.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,9 @@ import torch
 from modalign.data.dataset import ModalitySource, SampleSet
 from modalign.data.manifest import Manifest
 from modalign.data.transforms.base import Transform
+from modalign.errors import ConfigError
 from modalign.model import MultimodalModel
+from modalign.training.inherit import inherit_weights
 
 SUFFIX = ".teacher"
 
@@ -58,3 +64,38 @@ def add_teacher_embeddings(
         samples.data[name + SUFFIX] = column
         sources.append(ModalitySource(name + SUFFIX, name + SUFFIX, PrecomputedTransform(teacher.embed_dim)))
     return sources
+
+
+def check_same_inputs(student: MultimodalModel, teacher: MultimodalModel, why: str) -> None:
+    """Refuse a teacher whose transforms differ from the student's for a shared modality.
+
+    Augmentation settings (``random_shift``) may differ; a text tokenizer must be the same.
+
+    Raises:
+        ConfigError: naming the modality and ``why`` the inputs must match.
+    """
+    for name, spec in student.specs.items():
+        if name not in teacher.specs:
+            continue
+        ours, theirs = spec.transform, teacher.specs[name].transform
+        a = {k: v for k, v in ours.settings().items() if k != "random_shift"}
+        b = {k: v for k, v in theirs.settings().items() if k != "random_shift"}
+        same = type(ours) is type(theirs) and a == b
+        if same and hasattr(ours, "tokenizer") and hasattr(theirs, "tokenizer"):
+            same = ours.tokenizer.to_str() == theirs.tokenizer.to_str()
+        if not same:
+            raise ConfigError(
+                f"modality {name!r}: {why}, but the student's transform differs from the teacher's "
+                f"({type(ours).__name__} {a} vs {type(theirs).__name__} {b}, or another tokenizer); "
+                f"use the teacher's transform settings for {name}"
+            )
+
+
+def inherit_from_teacher(
+    student: MultimodalModel, teacher: MultimodalModel, every_k: int, layers: Sequence[int] | None
+) -> list[str]:
+    """TinyCLIP weight inheritance (:mod:`modalign.training.inherit`) of the shared modalities'
+    towers; returns the student parameters left at their random initialisation."""
+    check_same_inputs(student, teacher, "weight inheritance maps the teacher's token and input weights")
+    state = teacher.state_dict()
+    return inherit_weights(student, state, every_k, layers)

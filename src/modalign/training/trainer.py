@@ -35,6 +35,7 @@ from modalign.config import TrainerConfig
 from modalign.data.augment import augment_per_sample, sample_seed
 from modalign.data.dataset import ModalitySource, SampleSet, collate
 from modalign.data.sources.stream import StreamedSamples
+from modalign.encoders.tuning import lr_groups
 from modalign.errors import TrainingError
 from modalign.fusion.missing import modality_dropout
 from modalign.io import atomic_write_bytes
@@ -77,6 +78,9 @@ class Trainer:
             process group, else one process). ``config.batch_size`` is the global batch; each rank
             takes its slice and the objective sees the gathered global batch
             (:mod:`modalign.training.distributed`); only rank 0 writes files.
+        lr_scales: modality -> learning-rate multiplier of its tower (others: 1).
+        teacher: a frozen model run on every (augmented) batch; its embeddings join the
+            objectives' inputs as ``{name}.teacher`` (distillation on the student's views).
     """
 
     def __init__(
@@ -94,6 +98,8 @@ class Trainer:
         show_progress: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
         world: World | None = None,
+        lr_scales: dict[str, float] | None = None,
+        teacher: nn.Module | None = None,
     ):
         self.config = cfg = config if config is not None else TrainerConfig()
         self.model, self.objective = model, objective
@@ -121,9 +127,10 @@ class Trainer:
         check_precision(self.device, cfg.precision)  # fp16 on a CPU is refused here (ConfigError)
         model.to(self.device)
         objective.to(self.device)  # learnable loss-side state (logit scale, bias)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
         self.params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-        self.optimizer = _optimizer(cfg, model, objective)
+        self.optimizer = _optimizer(cfg, model, objective, lr_groups(model, lr_scales or {}))
         self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
 
     # --- data order ---------------------------------------------------------------------------
@@ -259,7 +266,7 @@ class Trainer:
             min_lr_ratio=cfg.min_lr_ratio,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         out = self.backward(batch, seeds)
         self.world.average_gradients(self.params)  # identity in one process
@@ -330,13 +337,17 @@ class Trainer:
         self.scaler.update()
 
     def _augment(self, batch: Batch, seeds: Sequence[int] | None = None) -> Batch:
-        """Each modality's training-time augmentation (identity for most transforms)."""
-        if seeds is not None:
-            inputs = {
-                s.name: augment_per_sample(s.transform, batch.inputs[s.name], seeds) for s in self.sources
-            }
-            return dataclasses.replace(batch, inputs=inputs)
-        inputs = {s.name: s.transform.augment(batch.inputs[s.name]) for s in self.sources}
+        """Each modality's training-time augmentation (identity for most transforms), per sample
+        under ``seeds`` when given. Dict inputs (a pretrained model's tokens, cached encoder
+        features) are not augmented."""
+        inputs = dict(batch.inputs)
+        for s in self.sources:
+            x = batch.inputs[s.name]
+            if isinstance(x, torch.Tensor):
+                augmented = (
+                    s.transform.augment(x) if seeds is None else augment_per_sample(s.transform, x, seeds)
+                )
+                inputs[s.name] = augmented
         return dataclasses.replace(batch, inputs=inputs)
 
     def loss(self, batch: Batch) -> LossOutput:
@@ -347,7 +358,17 @@ class Trainer:
         """
         objective = self.loss_fn if self.model.training else self.objective
         emb = self.embed(batch)
-        extra = {k: v for k, v in batch.inputs.items() if k.endswith(".teacher")}
+        if self.teacher is not None:
+            with torch.no_grad():
+                taught = self.teacher(batch)
+            batch = dataclasses.replace(
+                batch,
+                inputs={**batch.inputs, **{f"{n}.teacher": e for n, e in taught.emb.items()}},
+                present={**batch.present, **{f"{n}.teacher": p for n, p in taught.present.items()}},
+            )
+        extra = {
+            k: v for k, v in batch.inputs.items() if k.endswith(".teacher") and isinstance(v, torch.Tensor)
+        }
         if extra:  # frozen teacher embeddings computed once (training/teacher.py)
             present = {**emb.present, **{k: batch.present[k] for k in extra}}
             emb = EmbeddingBatch({**emb.emb, **extra}, present, emb.features)
@@ -463,15 +484,32 @@ def _logged_step(line: str) -> float:
         return float("inf")
 
 
-def _optimizer(cfg: TrainerConfig, model: nn.Module, objective: nn.Module) -> torch.optim.Optimizer:
-    """AdamW with decoupled decay on matrices only, or Adam with L2 decay on every parameter."""
+def _optimizer(
+    cfg: TrainerConfig, model: nn.Module, objective: nn.Module, scales: dict[int, float]
+) -> torch.optim.Optimizer:
+    """AdamW with decoupled decay on matrices only, or Adam with L2 decay on every parameter.
+
+    ``scales`` (``id(param) -> lr multiplier``) splits the groups further; each keeps ``lr_scale``.
+    """
     if cfg.optimizer == "adam":
         params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-        return torch.optim.Adam(
-            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
-    groups = _param_groups(model, objective, cfg.weight_decay)
+        groups = _scaled_groups([{"params": params, "weight_decay": cfg.weight_decay}], scales)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    groups = _scaled_groups(_param_groups(model, objective, cfg.weight_decay), scales)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+
+
+def _scaled_groups(groups: list[dict[str, Any]], scales: dict[int, float]) -> list[dict[str, Any]]:
+    """Each group split by learning-rate multiplier (groups without scaled parameters unchanged)."""
+    if not scales:
+        return groups
+    out = []
+    for g in groups:
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for p in g["params"]:
+            by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
+        out += [{**g, "params": ps, "lr_scale": s} for s, ps in by_scale.items()]
+    return out
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

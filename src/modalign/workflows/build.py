@@ -10,8 +10,9 @@ from typing import Any
 import modalign.fusion  # noqa: F401  (registers the fusion modules)
 from modalign.config import ExperimentConfig
 from modalign.data.dataset import ModalitySource
-from modalign.data.transforms import Transform, build_transform
-from modalign.encoders import encoder_kwargs
+from modalign.data.transforms import Transform
+from modalign.encoders import build_processor, encoder_kwargs
+from modalign.encoders.tuning import set_trainable
 from modalign.errors import ConfigError
 from modalign.model import FusionSpec, ModalitySpec, MultimodalModel
 from modalign.objectives import CombinedObjective
@@ -20,9 +21,23 @@ from modalign.tasks import TaskSpec, infer_classes
 
 
 def build_sources(cfg: ExperimentConfig) -> list[ModalitySource]:
-    """Unfitted transforms for every modality, keyed to its manifest column."""
+    """Unfitted transforms for every modality, keyed to its manifest column.
+
+    A pretrained encoder brings its own processor (tokenizer, input size and normalisation); the
+    kind's default transform is for from-scratch encoders.
+    """
     return [
-        ModalitySource(name, cfg.column(name), build_transform(m.kind, m.transform.model_dump()))
+        ModalitySource(
+            name,
+            cfg.column(name),
+            build_processor(
+                m.encoder_name,
+                m.kind,
+                dict(m.encoder_params),
+                m.transform.model_dump(),
+                m.transform.model_dump(exclude_unset=True),
+            ),
+        )
         for name, m in cfg.modalities.items()
     ]
 
@@ -58,8 +73,17 @@ def build_model(
     for name, m in cfg.modalities.items():
         t = transforms[name]
         kwargs = encoder_kwargs(m.encoder_name, m.preset, dict(m.encoder_params), t.encoder_kwargs())
-        specs.append(ModalitySpec(name, m.kind, cfg.column(name), m.encoder_name, kwargs, t))
+        lora = None if m.lora is None else m.lora.model_dump()
+        specs.append(ModalitySpec(name, m.kind, cfg.column(name), m.encoder_name, kwargs, t, lora))
     return MultimodalModel(specs, cfg.model.embed_dim, cfg.model.head, fusion, aligned=bool(cfg.objectives))
+
+
+def apply_tuning(cfg: ExperimentConfig, model: MultimodalModel) -> dict[str, float]:
+    """Freeze what each modality's ``trainable`` says; returns modality -> learning-rate multiplier."""
+    for name, m in cfg.modalities.items():
+        t = m.trainable
+        set_trainable(model.tower(name), t if isinstance(t, str) else t.model_dump())
+    return {name: m.lr_scale for name, m in cfg.modalities.items() if m.lr_scale != 1.0}
 
 
 def build_objective(cfg: ExperimentConfig) -> CombinedObjective:

@@ -32,6 +32,7 @@ from modalign.search.embeddings import (
     write_chunk,
     write_plan,
 )
+from modalign.types import inputs_to
 
 # absent rows are counted under this name (load_samples calls them no_modality)
 _ABSENT = "absent"
@@ -173,7 +174,7 @@ def _embed(
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         present = torch.ones(len(batch), dtype=torch.bool, device=model.device)
-        emb, _ = tower.embed(spec.transform.collate(batch).to(model.device), present)
+        emb, _ = tower.embed(inputs_to(spec.transform.collate(batch), model.device), present)
         out[start : start + len(batch)] = emb.float().cpu().numpy()
     bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
     if len(bad):

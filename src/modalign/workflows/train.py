@@ -25,13 +25,16 @@ from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
 from modalign.model import MultimodalModel, load_safetensors
+from modalign.model import load as load_model
 from modalign.training.checkpoint import list_checkpoints
 from modalign.training.distributed import World, init_from_env
+from modalign.training.feature_cache import CachedFeatures, cache_frozen_features
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.shard_source import ShardSource
-from modalign.training.teacher import add_teacher_embeddings
+from modalign.training.teacher import add_teacher_embeddings, check_same_inputs, inherit_from_teacher
 from modalign.training.trainer import Trainer
 from modalign.workflows.build import (
+    apply_tuning,
     build_fusion_spec,
     build_model,
     build_objective,
@@ -105,6 +108,7 @@ def _train(
     if manifest is None:
         manifest = open_manifest(d.manifest, d.archive)
     transforms_dir = out / "transforms"
+    teacher = load_model(cfg.model.teacher) if cfg.model.teacher is not None else None  # model or run dir
     if resume:  # from a checkpoint (open_run found one)
         model = MultimodalModel.from_config_dir(transforms_dir)  # fitted transforms and task classes
     else:
@@ -132,13 +136,23 @@ def _train(
         labels = {c: [cell(manifest.rows[i], c) for i in train_rows] for c in columns}
         torch.manual_seed(cfg.trainer.seed)  # model init is a function of the seed
         model = build_model(cfg, sources, build_fusion_spec(cfg, labels))
+        if teacher is not None and cfg.model.inherit is not None:
+            inherit = cfg.model.inherit
+            inherit_from_teacher(model, teacher, inherit.every_k_layers, inherit.layers)
         if world.is_main:  # other ranks fitted the same transforms (deterministic) and write nothing
             # config.yaml first: from here on the directory holds a run (resumable, or --overwrite)
             atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json")).encode())
             model.save_transforms(transforms_dir)
     if world.is_main:
         check_free_space(out, _bytes_needed(cfg, model, out), "this run")
+    lr_scales = apply_tuning(cfg, model)
     sources = model.sources()
+    if teacher is not None and cfg.model.teacher_on_augmented:
+        check_same_inputs(model, teacher, "model.teacher_on_augmented feeds it the student's batches")
+    if cfg.model.cache_frozen_features and not cfg.model.teacher_on_augmented:
+        splits = [s for s in (d.train_split, d.val_split, d.test_split) if s is not None]
+        rows = [i for s in splits for i in split_rows(manifest, d.split_column, s)]
+        sources = cache_frozen_features(model, manifest, sources, rows, cfg.model.feature_cache_dir)
     keep = {d.label_column, cfg.eval.match_on}
     if model.fusion_spec is not None:
         keep |= {t.label_column for t in model.fusion_spec.tasks}
@@ -153,15 +167,17 @@ def _train(
     train = _training_rows(cfg, manifest, sources, common, world)
     val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
     test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
+    cached = {s.name: s.transform for s in sources if isinstance(s.transform, CachedFeatures)}
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
             check_labels(model, cast(SampleSet, samples), split)  # streamed: its label columns
+            if isinstance(samples, SampleSet):
+                samples.collate_with.update(cached)  # evaluation collates with the model's sources
     if test is not None and len(test):  # every test file of a modality may have been bad
         loaded = sample_coverage(test, d.test_split or "", task_columns(cfg))
         refuse([e for e in coverage_problems(cfg, {"test": loaded})[0] if e.reason != "empty_split"])
 
-    if cfg.model.teacher is not None:
-        teacher = MultimodalModel.from_pretrained(cfg.model.teacher)
+    if teacher is not None and not cfg.model.teacher_on_augmented:
         assert isinstance(train, SampleSet)  # a streamed split with a teacher is refused
         teacher_sources = add_teacher_embeddings(train, manifest, teacher)
         if val is not None:
@@ -182,6 +198,8 @@ def _train(
         show_progress=show_progress,
         on_step=on_step,
         world=world,
+        lr_scales=lr_scales,
+        teacher=teacher if cfg.model.teacher_on_augmented else None,
     )
     state = trainer.fit(resume=resume)
     if not world.is_main:

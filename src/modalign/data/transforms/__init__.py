@@ -13,8 +13,22 @@ from typing import Any
 from modalign.data.transforms.base import Transform
 
 
-def build_transform(kind: str, params: dict[str, Any]) -> Transform:
-    """The transform of ``kind`` with plain keyword settings (from the config's ``transform``)."""
+def build_transform(kind: str, params: dict[str, Any], processor: str = "") -> Transform:
+    """The transform of ``kind`` with plain keyword settings (from the config's ``transform``).
+
+    ``processor`` names a transform a pretrained encoder declared instead of the kind's default
+    (its ``Transform.processor``, saved in a model's config.json).
+    """
+    if processor == "pretrained_text":
+        from modalign.data.transforms.pretrained_text import PretrainedTextTransform
+
+        return PretrainedTextTransform(**params)
+    if processor == "pretrained_image":
+        from modalign.data.transforms.pretrained_image import PretrainedImageTransform
+
+        return PretrainedImageTransform(**params)
+    if processor:
+        raise ValueError(f"unknown processor {processor!r}")
     if kind == "image":
         from modalign.data.transforms.image import ImageTransform
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from modalign.types import Inputs
+
 
 class Transform:
     """Base class. Subclasses set ``kind`` and implement ``load`` and ``placeholder``.
@@ -17,6 +19,10 @@ class Transform:
     """
 
     kind = ""
+    # "" = the kind's default transform; else the name build_transform rebuilds it from
+    processor = ""
+    # rows of different lengths padded per batch: encode batches similar lengths together
+    sort_by_length = False
 
     def fit(self, payloads: list[Any]) -> None:
         """Learn state from the training split's present payloads (default: nothing to learn)."""
@@ -35,8 +41,15 @@ class Transform:
         """
         return x
 
-    def collate(self, items: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """Stack items (B of them), using the placeholder for ``None``."""
+    def augments(self) -> bool:
+        """True when :meth:`augment` changes its input (then encoder outputs cannot be cached)."""
+        return False
+
+    def collate(self, items: Sequence[torch.Tensor | None]) -> Inputs:
+        """Stack items (B of them), using the placeholder for ``None``.
+
+        A processor may return a dict of (B, ...) tensors instead (see :class:`~modalign.types.Batch`).
+        """
         return torch.stack([self.placeholder() if x is None else x for x in items])
 
     def settings(self) -> dict[str, Any]:

@@ -110,6 +110,9 @@ class ImageTransform(Transform):
             img = img.crop((left, top, left + s, top + s))
         return img
 
+    def augments(self) -> bool:
+        return self.random_shift > 0
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> each image translated by a random (dy, dx) in [-shift, shift]^2."""
         k = self.random_shift
