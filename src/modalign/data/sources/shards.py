@@ -146,8 +146,12 @@ def _stacked(items: list[ShardItem]) -> list[ShardItem]:
     for name in names:
         rows = [it.samples.data[name][0] for it in items if len(it.samples) and name in it.samples.data]
         tensors = [t for t in rows if t is not None]
-        if not tensors or any(t.shape != tensors[0].shape for t in tensors):
-            continue  # variable shapes travel one by one
+        if (
+            not tensors
+            or not all(isinstance(t, torch.Tensor) for t in tensors)  # a processor's dict of tensors
+            or any(t.shape != tensors[0].shape for t in tensors)
+        ):
+            continue  # variable shapes and dict inputs travel one by one
         block = torch.stack(tensors)
         k = 0
         for it in items:
