@@ -1,7 +1,8 @@
 """modalign's ``Index`` vs raw FAISS on the same vectors: build time, queries/s, recall, filtered search.
 
 Run: ``python benchmarks/index.py`` (200,000 x 256, several minutes on 2 cores, most of it the two
-HNSW builds); ``--n 20000`` for a quick look; ``--json PATH`` writes every figure as one JSON object.
+HNSW builds); ``--n 20000`` for a quick look; ``--kinds flat`` for one kind; ``--json PATH`` writes
+every figure as one JSON object.
 
 Protocol (fixed before looking at results):
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"n": args.n, "dim": args.dim, "queries": args.queries, "threads": args.threads}
     tmp = Path(tempfile.mkdtemp(prefix="index-bench-"))
     try:
-        for kind in ("flat", "hnsw"):
+        for kind in args.kinds:
             params = HNSW if kind == "hnsw" else {}
             r: dict[str, Any] = {}
             t = time.perf_counter()
@@ -184,7 +185,7 @@ def table(out: dict[str, Any]) -> str:
         f"N={out['n']:,} D={out['dim']} queries={out['queries']} threads={out['threads']}",
         f"{'kind':<5} {'measure':<34} {'ours':>12} {'raw FAISS':>12} {'ratio':>8}",
     ]
-    for kind in ("flat", "hnsw"):
+    for kind in [kd for kd in ("flat", "hnsw") if kd in out]:
         r = out[kind]
 
         def row(name: str, a: float, b: float, fmt: str = ",.2f", kd: str = kind) -> None:
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=200, help="queries timed one call each")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = parser.parse_args()
     out = run(args)
