@@ -18,18 +18,18 @@ def exact_top_k(sub: np.ndarray, rows: np.ndarray, q: np.ndarray, k: int) -> tup
     """Exact top-k of ``q`` ``(Q, D)`` among ``sub`` ``(R, D)``, the vectors of index ``rows`` ``(R,)``.
 
     Returns ``(Q, min(k, R))`` scores and rows, best first; equal scores in the top k are ordered
-    by row.
+    by row. FAISS's brute-force ``knn`` (BLAS + a heap per query) does the scoring.
     """
-    scores = q @ sub.T  # (Q, R)
+    import faiss
+
     k = min(k, len(rows))
-    if k < len(rows):
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((rows[part], -top), axis=1)  # by score, then by row
-        idx = np.take_along_axis(part, order, axis=1)
-    else:
-        idx = np.lexsort((np.broadcast_to(rows, scores.shape), -scores), axis=1)
-    return np.take_along_axis(scores, idx, axis=1), rows[idx]
+    if k == 0:
+        return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
+    scores, idx = faiss.knn(
+        np.ascontiguousarray(q), np.ascontiguousarray(sub), k, metric=faiss.METRIC_INNER_PRODUCT
+    )
+    order = np.lexsort((rows[idx], -scores), axis=1)  # by score, then by row
+    return np.take_along_axis(scores, order, axis=1), rows[np.take_along_axis(idx, order, axis=1)]
 
 
 def rerank(vectors: np.ndarray, q: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
