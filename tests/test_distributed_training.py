@@ -103,3 +103,14 @@ def test_resume_from_two_processes_in_one_is_exact(runs):
     assert len(after) == 20 and after[:10] == before[:10] and after[10:] != before[10:]
     assert max_diff(weights(runs["one"]), weights(crashed)) <= 1e-5
     assert max_diff(weights(runs["two"]), weights(crashed)) <= 1e-5
+
+
+def test_a_refused_run_directory_stops_every_process_with_one_clear_error(runs):
+    cmd = [sys.executable, "-m", "modalign", "train", "configs/quickstart.yaml", "--out", str(runs["two"])]
+    cmd += ["--nproc", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "error: " in done.stderr and "already holds a run" in done.stderr
+    assert "process 1: process 0 stopped before training" in done.stderr
+    assert "internal error" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -209,10 +210,15 @@ def data_pack(
     shard_size: int = typer.Option(1000, "--shard-size", help="samples per shard"),
 ) -> None:
     """Write WebDataset tar shards: per row its JSON (missing modalities kept) and media bytes."""
+    from rich.progress import Progress
+
     from modalign.data.manifest import read_manifest
     from modalign.data.sources import pack_manifest
 
-    result = pack_manifest(read_manifest(manifest), out, shard_size)
+    rows = read_manifest(manifest)
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"packing {len(rows.rows)} rows", total=len(rows.rows))
+        result = pack_manifest(rows, out, shard_size, progress=lambda done: bar.update(task, completed=done))
     typer.echo(f"{result.samples} samples ({result.files} media files) in {len(result.shards)} shards: {out}")
 
 

@@ -20,7 +20,7 @@ from modalign.data.manifest import Manifest, cell, ensure_extracted
 from modalign.data.sources.pack import INDEX, shard_paths
 from modalign.data.sources.shards import ShardBatches
 from modalign.data.sources.stream import StreamedSamples, stream_split
-from modalign.errors import ConfigError, OutputError
+from modalign.errors import ConfigError, OutputError, TrainingError
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
@@ -79,7 +79,12 @@ def run_training(
     world = init_from_env(cfg.trainer.device)
     check_params(cfg)  # before any data is read
     if not world.is_main:
-        world.barrier()  # rank 0 has locked and checked the directory (an --overwrite run is gone)
+        try:
+            world.barrier()  # rank 0 has locked and checked the directory (an --overwrite run is gone)
+        except RuntimeError:  # gloo/NCCL: the peer closed the connection
+            raise TrainingError(
+                f"process {world.rank}: process 0 stopped before training (its error is above)"
+            ) from None
         resume = resume and bool(list_checkpoints(out / "checkpoints"))
         return _train(cfg, out, resume, False, on_step, manifest, world)
     with open_run(out, cfg.model_dump(mode="json"), resume=resume, overwrite=overwrite) as run:

@@ -15,7 +15,7 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,17 @@ class PackResult:
     files: int
 
 
-def pack_manifest(manifest: Manifest, out: Path, shard_size: int, split_column: str = "split") -> PackResult:
+def pack_manifest(
+    manifest: Manifest,
+    out: Path,
+    shard_size: int,
+    split_column: str = "split",
+    progress: Callable[[int], None] | None = None,
+) -> PackResult:
     """Write every row of ``manifest`` into shards of ``shard_size`` samples under ``out``.
 
     ``index.json`` beside them counts the rows per value of ``split_column`` (training needs the
-    size of its split before streaming it).
+    size of its split before streaming it). ``progress`` is called with the rows packed so far.
     """
     if shard_size < 1:
         raise ConfigError(f"--shard-size must be >= 1, got {shard_size}")
@@ -56,6 +62,8 @@ def pack_manifest(manifest: Manifest, out: Path, shard_size: int, split_column: 
         with _atomic_tar(path) as tar:
             for i, row in rows[start : start + shard_size]:
                 files += _add_sample(tar, i, row, manifest.base_dir)
+                if progress is not None:
+                    progress(i + 1)
         shards.append(path)
     splits: dict[str, int] = {}
     for row in manifest.rows:
