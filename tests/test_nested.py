@@ -186,3 +186,22 @@ def test_an_object_without_scalar_fields_is_refused_naming_its_column(tmp_path: 
     with pytest.raises(DataError, match=r"column 'geo': the objects hold no field of numbers") as e:
         fit_transforms(Manifest.from_rows(rows), build_sources(cfg), range(4))
     assert e.value.reason == "no_features"
+
+
+def test_zero_shot_prompts_read_a_dotted_text_column() -> None:
+    from modalign.data.manifest import Manifest
+    from modalign.evaluation.evaluate import manifest_prompts
+
+    rows = [
+        {"id": "a", "split": "test", "meta": {"title": "a circle", "kind": "round"}},
+        {"id": "b", "split": "test", "meta": {"title": "a square", "kind": "angular"}},
+        {"id": "c", "split": "test", "meta": {"title": "a ring", "kind": "round"}},
+    ]
+    prompts = manifest_prompts(
+        Manifest.from_rows(rows),
+        split_column="split",
+        split="test",
+        text_column="meta.title",
+        label_column="meta.kind",
+    )
+    assert prompts == {"round": ["a circle", "a ring"], "angular": ["a square"]}

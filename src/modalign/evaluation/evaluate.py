@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from modalign.data.dataset import SampleSet, collate, split_rows
-from modalign.data.manifest import Manifest
+from modalign.data.manifest import Manifest, cell
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
 from modalign.evaluation.ranking import KeyPositives
 from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query, retrieval_per_query_both
@@ -221,7 +221,7 @@ def manifest_prompts(
 ) -> dict[Hashable, list[str]]:
     """Class prompts for zero-shot: the distinct texts of each label in ``split`` of a manifest."""
     rows = [manifest.rows[i] for i in split_rows(manifest, split_column, split)]
-    return prompts_by_label([r.get(text_column) for r in rows], [r.get(label_column) for r in rows])
+    return prompts_by_label([cell(r, text_column) for r in rows], [cell(r, label_column) for r in rows])
 
 
 def prompts_by_label(texts: Sequence[object], labels: Sequence[object]) -> dict[Hashable, list[str]]:
