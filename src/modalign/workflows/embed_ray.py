@@ -1,0 +1,127 @@
+"""``modalign embed --engine ray``: the chunks of an embedding run spread over a Ray cluster.
+
+Each chunk is one Ray task. A worker process loads the model and the manifest once (a cached
+global, reused by every task it runs) and returns the chunk's vectors, item lines and skip counts;
+the driver writes them in chunk order with the local path's writer, so the directory is the
+same, byte for byte, as ``--engine local`` (same chunks, same batches, the driver's torch thread
+count in every worker). A worker that dies (killed, out of memory) has its task retried by Ray;
+a killed driver resumes from the finished chunks like the local path.
+
+Every node must see the model directory, the manifest and the media at the paths the driver uses
+(a shared filesystem), with the same torch build: different CPUs or torch versions may round
+differently.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modalign.errors import ConfigError, ModalignError
+
+ChunkResult = tuple[np.ndarray, list[dict[str, Any]], dict[str, int]]
+
+# per worker process: (model_dir, manifest, crc) -> (model, manifest); only the latest run is kept
+_LOADED: dict[tuple[str, str, int], Any] = {}
+
+
+def embed_chunks_on_ray(
+    plan: dict[str, Any],
+    todo: Sequence[int],
+    *,
+    address: str | None = None,
+    worker_hook: Callable[[int], None] | None = None,
+    max_retries: int = 3,
+) -> Iterator[tuple[int, ChunkResult]]:
+    """Yield ``(c, chunk result)`` for every chunk in ``todo``, in order, computed by Ray tasks.
+
+    At most two tasks per cluster slot are in flight, so the driver holds a bounded number of
+    finished chunks while it waits for an earlier one.
+
+    Raises:
+        ConfigError: Ray is not installed or the cluster at ``address`` cannot be reached.
+    """
+    ray, started = _connect(address)
+    try:
+        threads = torch.get_num_threads()
+        task = ray.remote(_embed_in_worker).options(
+            num_cpus=threads, max_retries=max_retries, retry_exceptions=False
+        )
+        slots = max(1, int(ray.cluster_resources().get("CPU", threads) // threads))
+        pending: dict[Any, int] = {}
+        ready: dict[int, ChunkResult] = {}
+        queue = list(todo)
+        for c in todo:
+            while queue and len(pending) + len(ready) < 2 * slots:
+                nxt = queue.pop(0)
+                pending[task.remote(plan, nxt, threads, worker_hook)] = nxt
+            while c not in ready:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                ready[pending.pop(ref)] = _get(ray, ref)
+            yield c, ready.pop(c)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _connect(address: str | None) -> tuple[Any, bool]:
+    """The ``ray`` module, connected; True when this call started the connection (to close it)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'modalign[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise ConfigError(f"cannot connect to {where}: {e}") from None
+    return ray, True
+
+
+def _get(ray: Any, ref: Any) -> ChunkResult:
+    """A task's result; modalign's own errors (bad data, bad config) surface as themselves."""
+    try:
+        return ray.get(ref)  # type: ignore[no-any-return]
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, ModalignError):
+            raise e.cause from None
+        raise
+
+
+def _embed_in_worker(
+    plan: dict[str, Any], c: int, threads: int, worker_hook: Callable[[int], None] | None
+) -> ChunkResult:
+    """Runs in a Ray worker: chunk ``c`` of ``plan``, with the model loaded once per process."""
+    from modalign.workflows.embed import embed_chunk
+
+    if worker_hook is not None:
+        worker_hook(c)
+    torch.set_num_threads(threads)  # the driver's count: the same float32 sums as the local path
+    model, manifest = _load(plan)
+    return embed_chunk(
+        model, manifest, plan["modality"], c, plan["chunk_rows"], plan["batch_size"], plan["id_column"]
+    )
+
+
+def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
+    from modalign.data.manifest import read_manifest
+    from modalign.model import load
+
+    key = (plan["model_dir"], plan["manifest"], plan["manifest_crc32"])
+    if key not in _LOADED:
+        path = Path(plan["manifest"])
+        if zlib.crc32(path.read_bytes()) != plan["manifest_crc32"]:
+            raise ConfigError(f"{path} differs on this Ray node from the driver's copy (crc32 mismatch)")
+        model = load(plan["model_dir"])
+        model.eval()
+        _LOADED.clear()
+        _LOADED[key] = (model, read_manifest(path))
+    return _LOADED[key]  # type: ignore[no-any-return]

@@ -1,0 +1,125 @@
+"""modalign embed --engine ray: byte-identical to the local command, survives a killed worker and driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import search_fixtures
+import torch
+
+from modalign.errors import ConfigError
+from modalign.workflows.embed import run_embed
+
+ray = pytest.importorskip("ray")  # the ray extra; CI installs it, so this never skips there
+
+model_dir, corpus = search_fixtures.model_dir, search_fixtures.corpus  # shared session fixtures
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """One local Ray cluster for the module (its address); the driver uses one torch thread, so the
+    two CPUs hold two workers at once."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    info = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield info.address_info["address"]
+    ray.shutdown()
+    torch.set_num_threads(threads)
+
+
+def _same_files(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()) and len(names) > 3
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _record_pid(folder: Path, tag: str):  # type: ignore[no-untyped-def]
+    def hook(c: int) -> None:  # runs in the Ray worker (shipped by value: a local function)
+        (folder / f"{tag}-{c}-{os.getpid()}").touch()
+
+    return hook
+
+
+def test_ray_output_is_byte_identical_to_local(
+    cluster: str, model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    for modality in ("image", "text"):
+        kw = {"chunk_rows": 8, "batch_size": 3, "show_progress": False}
+        run_embed(model_dir, corpus, modality, tmp_path / f"local-{modality}", **kw)  # type: ignore[arg-type]
+        summary = run_embed(
+            model_dir,
+            corpus,
+            modality,
+            tmp_path / f"ray-{modality}",
+            engine="ray",
+            worker_hook=_record_pid(pids, modality),
+            **kw,  # type: ignore[arg-type]
+        )
+        assert summary.chunks_written == 9 and summary.embedded > 0
+        _same_files(tmp_path / f"local-{modality}", tmp_path / f"ray-{modality}")
+    ran = {name.split("-")[2] for name in os.listdir(pids)}
+    assert len(os.listdir(pids)) == 18 and str(os.getpid()) not in ran  # every chunk ran in a worker
+
+
+def test_killed_worker_is_retried(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "killed-once"
+
+    def die_once(c: int) -> None:  # the worker running chunk 4 exits hard on the first attempt
+        if c == 4 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+
+    kw = {"chunk_rows": 8, "batch_size": 4, "show_progress": False}
+    run_embed(model_dir, corpus, "image", tmp_path / "local", **kw)  # type: ignore[arg-type]
+    run_embed(model_dir, corpus, "image", tmp_path / "ray", engine="ray", worker_hook=die_once, **kw)  # type: ignore[arg-type]
+    assert marker.exists()
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
+def test_killed_driver_resumes_byte_identical(
+    cluster: str, model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    kw = {"chunk_rows": 8, "batch_size": 4, "show_progress": False}
+    run_embed(model_dir, corpus, "text", tmp_path / "whole", **kw)  # type: ignore[arg-type]
+    child = (  # a driver on the same cluster, killed once three chunks are durable
+        "import time\n"
+        "from pathlib import Path\n"
+        "from modalign.workflows.embed import run_embed\n"
+        "def tick(c):\n"
+        "    print(c, flush=True)\n"
+        "    time.sleep(0.2)\n"
+        f"run_embed(Path({str(model_dir)!r}), Path({str(corpus)!r}), 'text', Path({str(tmp_path / 'cut')!r}),"
+        " chunk_rows=8, batch_size=4, show_progress=False, on_chunk=tick,"
+        f" engine='ray', address={cluster!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    while proc.stdout.readline().strip() != "2":
+        assert proc.poll() is None, "the driver ended before writing three chunks"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    summary = run_embed(model_dir, corpus, "text", tmp_path / "cut", engine="ray", **kw)  # type: ignore[arg-type]
+    assert summary.chunks_resumed >= 3 and summary.chunks_written >= 1
+    _same_files(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_engine_errors(
+    model_dir: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="'local' or 'ray'"):
+        run_embed(model_dir, corpus, "text", tmp_path / "a", engine="spark", show_progress=False)
+    with pytest.raises(ConfigError, match="needs --engine ray"):
+        run_embed(model_dir, corpus, "text", tmp_path / "b", address="10.0.0.1:6379", show_progress=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'modalign\[ray\]'"):
+        run_embed(model_dir, corpus, "text", tmp_path / "c", engine="ray", show_progress=False)
