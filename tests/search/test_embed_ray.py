@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import search_fixtures
 import torch
+from typer.testing import CliRunner
 
-from modalign.errors import ConfigError
+from modalign.cli import app
+from modalign.errors import ConfigError, DataError, IndexStoreError
+from modalign.search.embeddings import read_embeddings
 from modalign.workflows.embed import run_embed
 
 ray = pytest.importorskip("ray")  # the ray extra; CI installs it, so this never skips there
@@ -42,7 +45,10 @@ def _same_files(a: Path, b: Path) -> None:
 
 def _record_pid(folder: Path, tag: str):  # type: ignore[no-untyped-def]
     def hook(c: int) -> None:  # runs in the Ray worker (shipped by value: a local function)
-        (folder / f"{tag}-{c}-{os.getpid()}").touch()
+        from modalign.workflows import embed_ray
+
+        loaded = int(bool(embed_ray._LOADED))  # whether this process has loaded the model already
+        (folder / f"{tag}-{c}-{os.getpid()}-{loaded}").touch()
 
     return hook
 
@@ -66,8 +72,55 @@ def test_ray_output_is_byte_identical_to_local(
         )
         assert summary.chunks_written == 9 and summary.embedded > 0
         _same_files(tmp_path / f"local-{modality}", tmp_path / f"ray-{modality}")
-    ran = {name.split("-")[2] for name in os.listdir(pids)}
-    assert len(os.listdir(pids)) == 18 and str(os.getpid()) not in ran  # every chunk ran in a worker
+    ran = [name.split("-")[2:] for name in os.listdir(pids)]
+    assert len(ran) == 18 and str(os.getpid()) not in {pid for pid, _ in ran}  # every chunk ran in a worker
+    for pid in {pid for pid, _ in ran}:  # each worker process loaded the model once, at its first task
+        assert [loaded for p, loaded in ran if p == pid].count("0") <= 1
+    assert [loaded for _, loaded in ran].count("0") < 18
+
+
+def test_ray_command_and_worker_errors(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    args = [
+        "embed",
+        str(model_dir),
+        "--data",
+        str(corpus),
+        "--modality",
+        "image",
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--engine", "ray", "--chunk-rows", "32"])
+    assert result.exit_code == 0, result.output
+    assert "skipped rows absent: 3" in result.output and len(read_embeddings(tmp_path / "e").ids) == 68
+
+    def bad_chunk(c: int) -> None:
+        if c == 1:
+            raise DataError("cannot decode", reason="corrupt", row=8, path="x.png")
+
+    with pytest.raises(DataError) as raised:  # modalign's error with its fields, not Ray's wrapper
+        run_embed(
+            model_dir,
+            corpus,
+            "image",
+            tmp_path / "f",
+            chunk_rows=8,
+            engine="ray",
+            worker_hook=bad_chunk,
+            show_progress=False,
+        )
+    assert (
+        str(raised.value) == "row 8, file x.png: cannot decode [corrupt]" and raised.value.reason == "corrupt"
+    )
+    with pytest.raises(IndexStoreError, match="unfinished"):
+        read_embeddings(tmp_path / "f")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # more than the cluster's 2 CPUs: every task would wait forever
+    try:
+        with pytest.raises(ConfigError, match="largest node has 2: run with OMP_NUM_THREADS=2"):
+            run_embed(model_dir, corpus, "image", tmp_path / "g", engine="ray", show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_killed_worker_is_retried(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:

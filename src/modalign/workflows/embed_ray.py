@@ -41,31 +41,37 @@ def embed_chunks_on_ray(
 ) -> Iterator[tuple[int, ChunkResult]]:
     """Yield ``(c, chunk result)`` for every chunk in ``todo``, in order, computed by Ray tasks.
 
-    At most two tasks per cluster slot are in flight, so the driver holds a bounded number of
-    finished chunks while it waits for an earlier one.
+    At most two tasks per cluster slot are in flight (or finished and waiting for an earlier
+    chunk), so the object store holds a bounded number of chunks.
 
     Raises:
         ConfigError: Ray is not installed or the cluster at ``address`` cannot be reached.
     """
     ray, started = _connect(address)
+    refs: dict[int, Any] = {}
     try:
         threads = torch.get_num_threads()
+        widest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+        if threads > widest:
+            raise ConfigError(
+                f"each Ray task reserves the driver's {threads} torch threads as CPUs, but the largest "
+                f"node has {widest:g}: run with OMP_NUM_THREADS={max(1, int(widest))} (the local command "
+                "gives the same bytes with the same thread count)"
+            )
         task = ray.remote(_embed_in_worker).options(
             num_cpus=threads, max_retries=max_retries, retry_exceptions=False
         )
         slots = max(1, int(ray.cluster_resources().get("CPU", threads) // threads))
-        pending: dict[Any, int] = {}
-        ready: dict[int, ChunkResult] = {}
         queue = list(todo)
         for c in todo:
-            while queue and len(pending) + len(ready) < 2 * slots:
+            while queue and len(refs) < 2 * slots:
                 nxt = queue.pop(0)
-                pending[task.remote(plan, nxt, threads, worker_hook)] = nxt
-            while c not in ready:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                ready[pending.pop(ref)] = _get(ray, ref)
-            yield c, ready.pop(c)
+                refs[nxt] = task.remote(plan, nxt, threads, worker_hook)
+            # in chunk order: the chunks before a failing one are written first
+            yield c, _get(ray, refs.pop(c))
     finally:
+        for ref in refs.values():  # a failed or interrupted run leaves no work behind
+            ray.cancel(ref)
         if started:
             ray.shutdown()
 
