@@ -56,8 +56,10 @@ class DataError(ModalignError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled (worker processes, Ray tasks) with its fields, not re-parsed from the message
-        fields = {"reason": self.reason, "row": self.row, "column": self.column, "path": self.path}
-        return (functools.partial(type(self), **fields), (self.detail,))
+        rebuild = functools.partial(
+            type(self), reason=self.reason, row=self.row, column=self.column, path=self.path
+        )
+        return (rebuild, (self.detail,))
 
     def located(self, *, row: int | None = None, column: str | None = None) -> DataError:
         """Return a copy with the row/column filled in (keeps what is already known)."""
