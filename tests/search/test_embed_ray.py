@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from modalign.cli import app
 from modalign.errors import ConfigError, DataError, IndexStoreError
+from modalign.model import load
 from modalign.search.embeddings import read_embeddings
 from modalign.workflows.embed import run_embed
 
@@ -121,6 +123,25 @@ def test_ray_command_and_worker_errors(cluster: str, model_dir: Path, corpus: Pa
             run_embed(model_dir, corpus, "image", tmp_path / "g", engine="ray", show_progress=False)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_model_saved_again_in_place_is_reloaded(
+    cluster: str, model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(model_dir, tmp_path / "model")
+    kw = {"chunk_rows": 16, "show_progress": False}
+    run_embed(tmp_path / "model", corpus, "text", tmp_path / "before", engine="ray", **kw)  # type: ignore[arg-type]
+    model = load(tmp_path / "model")
+    with torch.no_grad():
+        for w in model.parameters():
+            w.mul_(1.5).add_(0.01)
+    model.save(tmp_path / "model")  # the warm workers must not embed with the old weights
+    run_embed(tmp_path / "model", corpus, "text", tmp_path / "local", **kw)  # type: ignore[arg-type]
+    run_embed(tmp_path / "model", corpus, "text", tmp_path / "after", engine="ray", **kw)  # type: ignore[arg-type]
+    _same_files(tmp_path / "local", tmp_path / "after")
+    assert (tmp_path / "before/chunk-00000.npy").read_bytes() != (
+        tmp_path / "after/chunk-00000.npy"
+    ).read_bytes()
 
 
 def test_killed_worker_is_retried(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from modalign.errors import ConfigError, ModalignError
 
 ChunkResult = tuple[np.ndarray, list[dict[str, Any]], dict[str, int]]
 
-# per worker process: (model_dir, manifest, crc) -> (model, manifest); only the latest run is kept
-_LOADED: dict[tuple[str, str, int], Any] = {}
+# per worker process: (manifest, its crc32, model files) -> (model, manifest); only the latest is kept
+_LOADED: dict[tuple[Any, ...], Any] = {}
 
 
 def embed_chunks_on_ray(
@@ -121,7 +121,10 @@ def _load(plan: dict[str, Any]) -> tuple[Any, Any]:
     from modalign.data.manifest import read_manifest
     from modalign.model import load
 
-    key = (plan["model_dir"], plan["manifest"], plan["manifest_crc32"])
+    # the model's files by name, size and mtime: a model saved again in place is loaded again
+    files = sorted(p for p in Path(plan["model_dir"]).rglob("*") if p.is_file())
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (plan["manifest"], plan["manifest_crc32"], stamp)
     if key not in _LOADED:
         path = Path(plan["manifest"])
         if zlib.crc32(path.read_bytes()) != plan["manifest_crc32"]:
