@@ -144,6 +144,29 @@ def test_model_saved_again_in_place_is_reloaded(
     ).read_bytes()
 
 
+def test_workers_use_the_drivers_thread_count(
+    cluster: str, model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    """Thread count changes float32 sums in real encoders (MiniLM's bytes differ between 1 and 2
+    threads), so every worker must run with the driver's."""
+    seen = tmp_path / "threads"
+    seen.mkdir()
+
+    def record(c: int) -> None:
+        (seen / f"{c}-{torch.get_num_threads()}").touch()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the module's driver uses 1; each task now reserves both CPUs
+    try:
+        kw = {"chunk_rows": 32, "show_progress": False}
+        run_embed(model_dir, corpus, "image", tmp_path / "local", **kw)  # type: ignore[arg-type]
+        run_embed(model_dir, corpus, "image", tmp_path / "ray", engine="ray", worker_hook=record, **kw)  # type: ignore[arg-type]
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(os.listdir(seen)) == ["0-2", "1-2", "2-2"]
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
 def test_killed_worker_is_retried(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:
     marker = tmp_path / "killed-once"
 

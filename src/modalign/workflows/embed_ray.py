@@ -108,9 +108,9 @@ def _embed_in_worker(
     """Runs in a Ray worker: chunk ``c`` of ``plan``, with the model loaded once per process."""
     from modalign.workflows.embed import embed_chunk
 
+    torch.set_num_threads(threads)  # the driver's count: the same float32 sums as the local path
     if worker_hook is not None:
         worker_hook(c)
-    torch.set_num_threads(threads)  # the driver's count: the same float32 sums as the local path
     model, manifest = _load(plan)
     return embed_chunk(
         model, manifest, plan["modality"], c, plan["chunk_rows"], plan["batch_size"], plan["id_column"]
