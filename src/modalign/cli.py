@@ -374,12 +374,24 @@ def embed(
     batch_size: int = typer.Option(64, "--batch-size", help="rows per forward pass"),
     chunk_rows: int = typer.Option(4096, "--chunk-rows", help="manifest rows per output chunk"),
     id_column: str = typer.Option("id", "--id-column"),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray cluster)"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a new local cluster)"
+    ),
 ) -> None:
     """Embed one modality of a corpus into chunks of vectors + ids + metadata; resumable."""
     from modalign.workflows.embed import describe, run_embed
 
     summary = run_embed(
-        model_dir, data, modality, out, batch_size=batch_size, chunk_rows=chunk_rows, id_column=id_column
+        model_dir,
+        data,
+        modality,
+        out,
+        batch_size=batch_size,
+        chunk_rows=chunk_rows,
+        id_column=id_column,
+        engine=engine,
+        address=address,
     )
     for line in describe(summary):
         typer.echo(line)

@@ -5,6 +5,9 @@ Every error a user can cause derives from :class:`ModalignError`; messages name 
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 
 class ModalignError(Exception):
     """Base class of every error modalign raises on purpose."""
@@ -50,6 +53,13 @@ class DataError(ModalignError):
             where.append(f"file {self.path}")
         prefix = ", ".join(where)
         return f"{prefix}: {self.detail} [{self.reason}]" if prefix else f"{self.detail} [{self.reason}]"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (worker processes, Ray tasks) with its fields, not re-parsed from the message
+        rebuild = functools.partial(
+            type(self), reason=self.reason, row=self.row, column=self.column, path=self.path
+        )
+        return (rebuild, (self.detail,))
 
     def located(self, *, row: int | None = None, column: str | None = None) -> DataError:
         """Return a copy with the row/column filled in (keeps what is already known)."""

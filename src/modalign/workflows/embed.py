@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from modalign.data.dataset import load_samples
-from modalign.data.manifest import read_manifest
+from modalign.data.manifest import Manifest, read_manifest
 from modalign.errors import ConfigError
 from modalign.model import MultimodalModel, load
 from modalign.search.embeddings import (
@@ -60,17 +60,28 @@ def run_embed(
     id_column: str = "id",
     show_progress: bool = True,
     on_chunk: Callable[[int], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    worker_hook: Callable[[int], None] | None = None,
 ) -> EmbedSummary:
     """Embed ``modality`` of every manifest row into ``out`` (created, or resumed when it holds a plan).
 
     Args:
         chunk_rows: manifest rows per chunk (the unit of resumption).
         on_chunk: called with each chunk number once it is durable (progress, tests).
+        engine: "local" embeds in this process; "ray" spreads the chunks over a Ray cluster
+            (``address``, or the running/a new local one) with byte-identical output.
+        worker_hook: (ray) called in the worker with the chunk number before embedding it
+            (fault injection in tests).
 
     Raises:
         ConfigError: unknown modality, bad sizes, or ``out`` holds another run or other files.
         DataError: the manifest cannot be read.
     """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if address is not None and engine != "ray":
+        raise ConfigError("--address is the Ray cluster's: it needs --engine ray")
     for name, value in (("batch_size", batch_size), ("chunk_rows", chunk_rows)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
@@ -101,7 +112,6 @@ def run_embed(
         summary.embedded += entry["embedded"]
         summary.skipped.update(entry["skipped"])
     n_chunks = -(-len(manifest.rows) // chunk_rows)
-    source = spec.source()
     model.eval()
     ctx: Any = nullcontext()
     if show_progress:
@@ -113,27 +123,51 @@ def run_embed(
         if bar is not None:
             task = bar.add_task(f"embedding {modality}", total=len(manifest.rows))
             bar.update(task, completed=min(len(chunks) * chunk_rows, len(manifest.rows)))
-        for c in range(len(chunks), n_chunks):
-            rows = range(c * chunk_rows, min((c + 1) * chunk_rows, len(manifest.rows)))
-            samples = load_samples(manifest, [source], rows, id_column=id_column, on_error="skip")
-            skipped = {(_ABSENT if r == "no_modality" else r): n for r, n in samples.skipped.items()}
-            vectors = _embed(model, modality, samples.data[modality], samples.ids, batch_size)
-            items = [
-                {"id": i, "row": r, "metadata": _metadata(manifest.rows[r], id_column)}
-                for i, r in zip(samples.ids, samples.rows)
-            ]
+        todo = range(len(chunks), n_chunks)
+        if engine == "ray":
+            from modalign.workflows.embed_ray import embed_chunks_on_ray
+
+            done = embed_chunks_on_ray(plan, todo, address=address, worker_hook=worker_hook)
+        else:
+            done = (
+                (c, embed_chunk(model, manifest, modality, c, chunk_rows, batch_size, id_column))
+                for c in todo
+            )
+        for c, (vectors, items, skipped) in done:
             chunks.append(write_chunk(out, c, vectors, items, skipped))
             write_plan(out, {**plan, "chunks": chunks, "done": c == n_chunks - 1})
             summary.chunks_written += 1
             summary.embedded += len(items)
             summary.skipped.update(skipped)
             if bar is not None:
-                bar.update(task, completed=rows.stop)
+                bar.update(task, completed=min((c + 1) * chunk_rows, len(manifest.rows)))
             if on_chunk is not None:
                 on_chunk(c)
     if n_chunks == 0:
         write_plan(out, {**plan, "chunks": [], "done": True})
     return summary
+
+
+def embed_chunk(
+    model: MultimodalModel,
+    manifest: Manifest,
+    modality: str,
+    c: int,
+    chunk_rows: int,
+    batch_size: int,
+    id_column: str,
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, int]]:
+    """Chunk ``c``'s vectors, item lines and skip counts (the same bytes whichever process runs it)."""
+    rows = range(c * chunk_rows, min((c + 1) * chunk_rows, len(manifest.rows)))
+    source = model.specs[modality].source()
+    samples = load_samples(manifest, [source], rows, id_column=id_column, on_error="skip")
+    skipped = {(_ABSENT if r == "no_modality" else r): n for r, n in samples.skipped.items()}
+    vectors = _embed(model, modality, samples.data[modality], samples.ids, batch_size)
+    items = [
+        {"id": i, "row": r, "metadata": _metadata(manifest.rows[r], id_column)}
+        for i, r in zip(samples.ids, samples.rows)
+    ]
+    return vectors, items, skipped
 
 
 def _resume(out: Path, plan: dict[str, Any]) -> list[dict[str, Any]]:
