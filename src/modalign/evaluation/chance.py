@@ -64,7 +64,7 @@ def retrieval_chance(n_positives: np.ndarray, n_candidates: int, ks: Sequence[in
     for wi, n in zip(w, values):
         survive += wi * np.array([_none_in_first(n_candidates, int(n), int(i)) for i in r])
     out["median_rank"] = float(np.argmax(survive <= 0.5))  # first r with P(rank > r) <= 1/2
-    return out
+    return {k: round(v, 12) for k, v in out.items()}  # log-gamma sums: 0.1 not 0.09999999999958
 
 
 def zero_shot_chance(n_classes: int) -> dict[str, float]:

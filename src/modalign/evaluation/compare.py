@@ -80,20 +80,28 @@ def default_keys(settings: list[Setting]) -> list[str]:
 def compare(settings: list[Setting], keys: list[str] | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """One row per metric: each setting's value (mean, std, seeds) and, from the second setting on,
     the paired difference to the first (``diff``, ``ci_low``, ``ci_high``, ``significant``) or
-    None where per-query values are missing or cover different queries."""
+    None where per-query values are missing or the evaluations differ (manifest, split, match
+    column or sample count in ``meta``): a paired test needs the same queries and positives."""
     keys = keys if keys is not None else default_keys(settings)
+    same_queries = [_evaluated_on(s) == _evaluated_on(settings[0]) for s in settings]
     rows = []
     for key in keys:
         values = [aggregate_seeds(s.reports).get(key) for s in settings]
         pq = [_mean_per_query(s, key) for s in settings]
         diffs: list[dict[str, Any] | None] = [None]
-        for b in pq[1:]:
+        for b, same in zip(pq[1:], same_queries[1:]):
             a = pq[0]
-            ok = a is not None and b is not None and a.shape == b.shape
+            ok = same and a is not None and b is not None and a.shape == b.shape
             diffs.append(paired_difference(a, b, key, seed=seed) if ok else None)  # type: ignore[arg-type]
         chance = settings[0].reports[0].get("chance", {}).get(key)
         rows.append({"key": key, "values": values, "diffs": diffs, "chance": chance})
     return rows
+
+
+def _evaluated_on(setting: Setting) -> tuple[object, ...]:
+    """What the queries and positives were: manifest, split and match column of the first seed."""
+    meta = setting.reports[0].get("meta", {})
+    return tuple(meta.get(k) for k in ("manifest", "split", "match_on", "n_samples", "n_test"))
 
 
 def _mean_per_query(setting: Setting, key: str) -> np.ndarray | None:

@@ -84,7 +84,11 @@ def bootstrap_ci(
         if n not in draws:
             draws[n] = _resample_counts(n, n_boot, seed)
         stats = bootstrap_stats(v, _kind(key), draws[n])
-        out[key] = (float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail)))
+        # rounded: a resample mean of identical values must not print as 0.9999999999999998
+        out[key] = (
+            round(float(np.percentile(stats, tail)), 12),
+            round(float(np.percentile(stats, 100 - tail)), 12),
+        )
     return out
 
 
