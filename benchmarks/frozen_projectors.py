@@ -38,7 +38,7 @@ from _icons import ROOT, icon_rows, table, write_json
 from modalign.config import load_config
 from modalign.data.dataset import split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.evaluation.retrieval import best_positive_ranks, retrieval_metrics
+from modalign.evaluation import retrieval_metrics
 from modalign.training.feature_cache import cache_frozen_features
 from modalign.workflows.build import apply_tuning, build_model, build_sources
 from modalign.workflows.train import run_training
@@ -97,8 +97,9 @@ def ridge_recalls(f: dict[str, dict[str, np.ndarray]]) -> tuple[list[float], flo
         w = np.linalg.solve(gram + lam * np.eye(len(gram)), xty)  # (1280, 384)
         mapped = torch.nn.functional.normalize(torch.from_numpy(f[split]["image"] @ w).float(), dim=-1)
         texts = torch.nn.functional.normalize(torch.from_numpy(f[split]["text"]).float(), dim=-1)
-        ids = list(f[split]["ids"])
-        return retrieval_metrics(best_positive_ranks(texts, mapped, ids, ids), KS)
+        ids = f[split]["ids"]
+        positives = [np.flatnonzero(ids == q).tolist() for q in ids]  # the image of the same id
+        return retrieval_metrics(texts.numpy(), mapped.numpy(), positives, KS)
 
     grid = [10.0**k for k in range(-3, 5)]
     best = max(grid, key=lambda lam: recalls("val", lam)["R@10"])
