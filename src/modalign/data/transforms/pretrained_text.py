@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from modalign.data.transforms.base import Transform
-from modalign.data.transforms.text import _is_unicode
-from modalign.errors import CheckpointError, ConfigError, DataError
+from modalign.data.transforms.text import check_text
+from modalign.errors import CheckpointError, ConfigError
 from modalign.io import atomic_write_bytes
 
 # weight files stay out of the processor copy: the weights live in model.safetensors
@@ -69,14 +69,7 @@ class PretrainedTextTransform(Transform):
         return self._tokenizer
 
     def load(self, payload: Any, base_dir: Path) -> torch.Tensor:
-        if not isinstance(payload, str):
-            raise DataError(f"expected text, got {type(payload).__name__}", reason="wrong_type")
-        if not payload.strip():
-            raise DataError("text is empty", reason="empty_text")
-        if not _is_unicode(payload):
-            raise DataError(
-                "text is not valid Unicode (a lone surrogate, e.g. a JSON escape \\ud800)", reason="bad_text"
-            )
+        check_text(payload)
         return torch.tensor(self.tokenizer.encode(payload).ids, dtype=torch.long)
 
     def placeholder(self) -> torch.Tensor:

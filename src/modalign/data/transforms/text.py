@@ -70,14 +70,7 @@ class TextTransform(Transform):
         return self._tokenizer
 
     def load(self, payload: Any, base_dir: Path) -> torch.Tensor:
-        if not isinstance(payload, str):
-            raise DataError(f"expected text, got {type(payload).__name__}", reason="wrong_type")
-        if not payload.strip():
-            raise DataError("text is empty", reason="empty_text")
-        if not _is_unicode(payload):
-            raise DataError(
-                "text is not valid Unicode (a lone surrogate, e.g. a JSON escape \\ud800)", reason="bad_text"
-            )
+        check_text(payload)
         ids = self.tokenizer.encode(payload).ids[: self.max_length]
         if not ids:
             raise DataError("text has no tokens", reason="empty_text")
@@ -112,6 +105,18 @@ class TextTransform(Transform):
 
     def encoder_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": self.tokenizer.get_vocab_size(), "max_length": self.max_length}
+
+
+def check_text(payload: Any) -> None:
+    """A ``DataError`` unless ``payload`` is a non-empty, valid Unicode string."""
+    if not isinstance(payload, str):
+        raise DataError(f"expected text, got {type(payload).__name__}", reason="wrong_type")
+    if not payload.strip():
+        raise DataError("text is empty", reason="empty_text")
+    if not _is_unicode(payload):
+        raise DataError(
+            "text is not valid Unicode (a lone surrogate, e.g. a JSON escape \\ud800)", reason="bad_text"
+        )
 
 
 def _is_unicode(text: str) -> bool:
