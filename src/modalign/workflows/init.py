@@ -161,14 +161,14 @@ def default_config_path(manifest: str | Path) -> Path:
 # --- roles: id, split, label ----------------------------------------------------------------------
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for r in rows:
         seen.update(dict.fromkeys(r))
     return list(seen)
 
 
-def _values(rows: list[dict[str, Any]], column: str) -> list[Any]:
+def _values(rows: Sequence[dict[str, Any]], column: str) -> list[Any]:
     """The present values of ``column``."""
     return [v for r in rows if not is_missing(v := cell(r, column))]
 
