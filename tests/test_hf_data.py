@@ -205,3 +205,26 @@ def test_datasets_is_imported_only_for_a_saved_dataset_and_offline(
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["False", "1"]
+
+
+def test_a_saved_dataset_packs_into_shards_that_train_like_it(
+    saved: Path, jsonl_run: Path, tmp_path: Path
+) -> None:
+    """``modalign data pack`` keeps Image/Audio bytes as members; shards decode them like files."""
+    from modalign.data.sources import ShardBatches, pack_manifest
+
+    manifest = read_manifest(saved)
+    result = pack_manifest(manifest, tmp_path / "shards", shard_size=10)
+    assert result.samples == len(manifest.rows) and result.files == 2 * len(manifest.rows)
+    cfg = config(saved)
+    sources = build_sources(cfg)
+    fit_transforms(manifest, sources, split_rows(manifest, "split", "train"))
+    memory = load_split(manifest, sources, "test", show_progress=False)
+    reader = ShardBatches(result.shards, sources, 1, buffer_size=1, split="test")
+    seen = 0
+    for batch, _ in reader.epoch_batches():
+        k = memory.ids.index(batch.ids[0])
+        for name in ("image", "audio"):
+            assert torch.equal(batch.inputs[name][0], memory.data[name][k])
+        seen += 1
+    assert seen == len(memory)

@@ -126,8 +126,7 @@ class ArrowRows(Sequence[dict[str, Any]]):
             return None
         data, path = scalar["bytes"], scalar["path"].as_py()
         if data.is_valid:
-            where = f"{self.origin} row {row} column {column}" + (f" ({path})" if path else "")
-            return InlineFile(data.as_buffer(), where)
+            return InlineFile(data.as_buffer(), f"{self.origin} row {row} column {column}", path or None)
         return path or None
 
 

@@ -17,18 +17,24 @@ class InlineFile:
     Attributes:
         data: the encoded file (PNG, FLAC, ...): ``bytes`` or any buffer (a memory-mapped Arrow
             buffer is read without a copy until the file is decoded).
-        origin: where it is, for messages and keys: ``"DIR row 12 column image"`` plus the cell's
-            original path when it had one.
+        origin: where it is, for messages and keys: ``"DIR row 12 column image"``.
+        name: the file's original path when the cell kept one (``"x.png"``), else None.
     """
 
     data: Any
     origin: str
+    name: str | None = None
 
     def open(self) -> BinaryIO:
         return io.BytesIO(memoryview(self.data))
 
+    @property
+    def suffix(self) -> str:
+        """The original name's suffix (lower case), ``.bin`` without one (decoders read the content)."""
+        return (Path(self.name).suffix.lower() if self.name else "") or ".bin"
+
     def __str__(self) -> str:  # a key of the cell (feature cache), never its bytes
-        return f"<inline file: {self.origin}>"
+        return f"<inline file: {self.origin}" + (f" ({self.name})>" if self.name else ">")
 
 
 def resolve_file(payload: Any, base_dir: Path) -> Path:
