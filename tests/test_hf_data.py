@@ -228,3 +228,13 @@ def test_a_saved_dataset_packs_into_shards_that_train_like_it(
             assert torch.equal(batch.inputs[name][0], memory.data[name][k])
         seen += 1
     assert seen == len(memory)
+
+
+def test_init_infers_image_and_audio_modalities_from_in_dataset_bytes(saved: Path) -> None:
+    from modalign.workflows.init import infer_config
+
+    result = infer_config(saved)
+    modalities = result.raw["modalities"]
+    assert modalities["image"]["kind"] == "image" and modalities["audio"]["kind"] == "audio"
+    assert modalities["image"]["transform"]["channels"] == 1  # the grey PNGs were decoded
+    assert modalities["audio"]["transform"]["sample_rate"] == 8000  # the WAV headers were read

@@ -22,13 +22,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 from modalign.config import load_config
 from modalign.data.loading import open_manifest
 from modalign.data.manifest import Manifest, cell, is_missing
+from modalign.data.transforms._files import InlineFile
 from modalign.errors import ConfigError
 from modalign.io import atomic_write_bytes
 
@@ -318,16 +319,22 @@ def _one_column(
     if t in ("number", "bool"):
         _scalar(plan, c, values, tab, t)
         return None
-    if t != "str":
+    if t == "InlineFile":  # a Hugging Face Image/Audio column: the bytes tell the format
+        suffix = _inline_suffix(values)
+    elif t != "str":
         plan.found(c, "not used", f"values of type {t}")
         return None
-    suffix = _file_suffix(values)
+    else:
+        suffix = _file_suffix(values)
     if suffix in IMAGE_SUFFIXES:
         return _image(plan, m, c, name, values, k, suffix)
     if suffix in AUDIO_SUFFIXES:
         return _audio(plan, m, c, name, values, k, suffix)
     if suffix in SERIES_SUFFIXES:
         return _series_files(plan, m, c, name, values, k, suffix)
+    if t == "InlineFile":
+        plan.found(c, "not used", f"file bytes in no format a transform reads ({suffix or 'unknown'})")
+        return None
     if suffix is not None:
         plan.found(
             c,
@@ -418,7 +425,7 @@ def _image(
     picked = _spread(values, k)
     for v in picked:
         try:
-            with Image.open(_path(m, v)) as img:
+            with Image.open(_media(m, v)) as img:
                 img.load()
                 sizes.append(img.size)
                 modes.append(img.mode)
@@ -473,9 +480,9 @@ def _audio(
     picked = _spread(values, 4 * k)  # soundfile.info reads only the header
     for i, v in enumerate(picked):
         try:
-            info = sf.info(str(_path(m, v)))
+            info = sf.info(_media(m, v))
             if i % 4 == 0:  # decode a few in full
-                sf.read(str(_path(m, v)), frames=int(info.samplerate * 30))
+                sf.read(_media(m, v), frames=int(info.samplerate * 30))
             durations.append(info.duration)
             rates.append(int(info.samplerate))
         except Exception as e:  # noqa: BLE001  (soundfile raises several types; reported)
@@ -722,6 +729,34 @@ def _file_suffix(values: list[str]) -> str | None:
 def _path(m: Manifest, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else m.base_dir / p
+
+
+def _media(m: Manifest, value: str | InlineFile) -> str | BinaryIO:
+    """What a decoder opens for a media cell: the file a path names, or the bytes a cell holds."""
+    return value.open() if isinstance(value, InlineFile) else str(_path(m, value))
+
+
+def _inline_suffix(values: list[InlineFile]) -> str | None:
+    """The format of in-dataset files as a suffix (``.png``, ``.flac``): the name's, else the
+    content's (Pillow or libsndfile recognise it in the first sampled cells)."""
+    named = Counter(v.suffix for v in values[:100])
+    suffix = named.most_common(1)[0][0]
+    if suffix in IMAGE_SUFFIXES + AUDIO_SUFFIXES:
+        return suffix
+    import soundfile as sf
+    from PIL import Image
+
+    for v in _spread(values, 5):
+        try:
+            with Image.open(v.open()) as img:
+                return f".{str(img.format).lower()}"
+        except Exception:  # noqa: BLE001  (not an image: try audio)
+            pass
+        try:
+            return f".{sf.info(v.open()).format.lower()}"
+        except Exception:  # noqa: BLE001  (neither: try the next cell)
+            pass
+    return None
 
 
 def _spread(values: list[Any], k: int) -> list[Any]:
