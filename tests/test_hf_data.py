@@ -121,8 +121,18 @@ def test_training_from_hf_parquet_equals_the_jsonl(dataset: Path, jsonl_run: Pat
 
 
 def test_rows_are_read_lazily_and_pickle_without_their_tables(saved: Path) -> None:
+    import pyarrow as pa
+
+    from modalign.data.transforms._files import InlineFile
+
+    before = pa.total_allocated_bytes()
     rows = read_manifest(saved).rows
     assert not isinstance(rows, list)
+    every = list(rows)  # every row built, their media cells views of the memory-mapped files
+    media = [r[c] for r in every for c in ("image", "audio")]
+    assert all(isinstance(x, InlineFile) for x in media)
+    held = sum(len(memoryview(x.data)) for x in media)
+    assert held > 10_000 and pa.total_allocated_bytes() - before < held // 10  # nothing copied
     blob = pickle.dumps(rows)  # what a spawned DataLoader worker would receive
     assert len(blob) < 1000  # the path, not the media (72 images and recordings)
     again = pickle.loads(blob)

@@ -130,6 +130,7 @@ class ArrowRows(Sequence[dict[str, Any]]):
         return path or None
 
 
+@functools.lru_cache(maxsize=256)  # Arrow types hash by value; a schema has few
 def _cell_kind(t: Any) -> str:
     """``media`` for a struct of bytes + path, ``audio_array`` for array + sampling_rate, else ``plain``."""
     import pyarrow as pa
