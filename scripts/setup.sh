@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 # torch stays at the version above while the extras (transformers, peft, faiss, ...) install
 echo "torch==2.13.0" > .venv/torch-constraint.txt
 .venv/bin/python -m pip install --quiet -c .venv/torch-constraint.txt \
-  -e ".[dev,pretrained,search,usearch,qdrant,ray,serve,serve-test]"
+  -e ".[dev,hf,pretrained,search,usearch,qdrant,ray,serve,serve-test]"
 # Peer implementations used as numeric oracles by optional tests (no dependencies: their
 # packages would pull torchvision; the tests load only their torch-only modules).
 .venv/bin/python -m pip install --quiet --no-deps -r requirements-peers.txt

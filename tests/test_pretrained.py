@@ -283,7 +283,8 @@ def test_from_scratch_configs_import_no_hub_library() -> None:
     code = (
         "import sys; from modalign.config import load_config; from modalign.workflows.build import *; "
         "cfg = load_config('configs/quickstart.yaml'); build_sources(cfg); "
-        "print(sorted(m for m in ('transformers', 'timm', 'open_clip', 'peft', 'efficientnet_lite_pytorch') "
+        "print(sorted(m for m in ('transformers', 'timm', 'open_clip', 'peft', 'efficientnet_lite_pytorch', "
+        "'datasets') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

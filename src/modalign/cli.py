@@ -162,10 +162,25 @@ def eval_(
         "--corruptions",
         help="metrics again under image noise/blur and audio noise/clipping/truncation",
     ),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="memory | stream | auto: stream the split through DataLoader workers, keeping only its "
+        "embeddings (default: the training run's data.source; auto streams above data.stream_above rows)",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="DataLoader workers of a streamed split (default: the run's data.workers)",
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
-    from modalign.errors import ModalignError
+    from modalign.errors import ConfigError, ModalignError
     from modalign.workflows.evaluate import default_eval_dir, run_eval
+
+    if source not in (None, "memory", "stream", "auto"):
+        _fail(ConfigError(f"--source {source!r}: give memory, stream or auto"))
 
     where = out if out is not None else default_eval_dir(model_dir, data, split or None)
     try:
@@ -183,6 +198,8 @@ def eval_(
             probe=linear_probe,
             corruptions=corruptions,
             templates=tuple(prompt_template),
+            source=source,
+            workers=workers,
         )
     except ModalignError as e:
         _fail(e)

@@ -176,7 +176,11 @@ class ModalityConfig(_Frozen):
 
 
 class DataConfig(_Frozen):
-    manifest: Path = Field(..., description="JSONL, CSV or Parquet manifest, one row per sample")
+    manifest: Path = Field(
+        ...,
+        description="JSONL, CSV or Parquet manifest, one row per sample, or a Hugging Face dataset "
+        "directory written by save_to_disk",
+    )
     archive: Path | None = Field(
         None, description="tar(.gz) extracted next to itself when the manifest does not exist yet"
     )

@@ -89,12 +89,7 @@ def load_split(
     """
     rows = split_rows(manifest, split_column, split)
     if required and not rows:
-        found = sorted({str(cell(r, split_column)) for r in manifest.rows})
-        raise DataError(
-            f"split {split!r} selects no rows (column {split_column!r} holds {found[:10]})",
-            reason="empty_split",
-            path=str(manifest.path),
-        )
+        refuse_unselected(manifest, split, split_column)
     _refuse_duplicates(manifest, rows, id_column, split)
     bad = label_errors(manifest, rows, scalar_columns)
     if bad and on_error == "fail":
@@ -117,6 +112,16 @@ def load_split(
     if rows and not len(out):
         _refuse_empty(out, sources, split, len(rows))
     return out
+
+
+def refuse_unselected(manifest: Manifest, split: str | None, split_column: str) -> None:
+    """Raise the error of a required split that selects no rows (naming the values found)."""
+    found = sorted({str(cell(r, split_column)) for r in manifest.rows})
+    raise DataError(
+        f"split {split!r} selects no rows (column {split_column!r} holds {found[:10]})",
+        reason="empty_split",
+        path=str(manifest.path),
+    )
 
 
 def _refuse_duplicates(manifest: Manifest, rows: Sequence[int], id_column: str, split: str | None) -> None:

@@ -23,6 +23,7 @@ import json
 import math
 import tarfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from modalign.errors import DataError
 class Manifest:
     """Rows of a manifest and the folder that relative file paths start from."""
 
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]  # a list, or Arrow rows built on access (:mod:`modalign.data.hf`)
     base_dir: Path
     path: Path
 
@@ -77,16 +78,30 @@ def cell(row: dict[str, Any], column: str) -> Any:
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """Read ``path`` by its suffix (.jsonl/.json lines, .csv, .parquet).
+    """Read ``path`` by its suffix (.jsonl/.json lines, .csv, .parquet), or a directory written by a
+    Hugging Face ``save_to_disk`` (:mod:`modalign.data.hf`; its folder is the base of relative paths).
 
     Raises:
         DataError: the file is missing, not UTF-8 (with the byte offset), malformed (with the line
             number), a corrupt Parquet file or of an unknown type.
     """
     path = Path(path)
+    if path.is_dir():
+        from modalign.data.hf import is_saved_dataset, saved_dataset_rows
+
+        if not is_saved_dataset(path):
+            raise DataError(
+                "a directory manifest must be a Hugging Face dataset saved with save_to_disk "
+                "(dataset_dict.json, or state.json and dataset_info.json); give a .jsonl, .csv or "
+                ".parquet file otherwise",
+                reason="wrong_type",
+                path=str(path),
+            )
+        return Manifest(rows=saved_dataset_rows(str(path)), base_dir=path.resolve(), path=path)
     if not path.is_file():
         raise DataError("manifest not found", reason="missing_file", path=str(path))
     suffix = path.suffix.lower()
+    rows: Sequence[dict[str, Any]]
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows = _read_jsonl(path)
     elif suffix == ".csv":
@@ -167,22 +182,10 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise DataError(
-            "reading Parquet needs pyarrow: pip install 'modalign[parquet]'", path=str(path)
-        ) from e
-    try:
-        return pq.read_table(path).to_pylist()
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise DataError(
-            f"cannot read Parquet ({e}); the file is corrupt or not Parquet",
-            reason="bad_manifest",
-            path=str(path),
-        ) from None
+def _read_parquet(path: Path) -> Sequence[dict[str, Any]]:
+    from modalign.data.hf import parquet_rows
+
+    return parquet_rows(str(path))
 
 
 def resolve_inside(payload: str | Path, root: str | Path) -> Path:

@@ -21,6 +21,7 @@ import torch
 from modalign.data.dataset import SampleSet, collate, split_rows
 from modalign.data.manifest import Manifest, cell
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
+from modalign.evaluation.embedded import EmbeddedSplit, check_finite
 from modalign.evaluation.ranking import KeyPositives
 from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query, retrieval_per_query_both
 from modalign.evaluation.zero_shot import (
@@ -55,10 +56,7 @@ def embed_samples(
     out = {
         n: np.concatenate(c) if c else np.zeros((0, model.embed_dim), np.float32) for n, c in chunks.items()
     }
-    for name, e in out.items():
-        if bad := np.flatnonzero(~np.isfinite(e).all(1)).tolist():
-            ids = [samples.ids[i] for i in bad]
-            raise model.nonfinite_error(name, ids, len(samples), "rows", "sample ids")
+    check_finite(model, out, samples.ids)
     return out
 
 
@@ -120,7 +118,7 @@ def add_geometry(ev: Evaluation, emb: dict[str, np.ndarray], present: dict[str, 
 
 def evaluate_samples(
     model: MultimodalModel,
-    samples: SampleSet,
+    samples: SampleSet | EmbeddedSplit,
     *,
     match_on: str | None = None,
     ks: Sequence[int] = (1, 5, 10),
@@ -148,7 +146,7 @@ def evaluate_samples(
 
 def evaluate_detailed(
     model: MultimodalModel,
-    samples: SampleSet,
+    samples: SampleSet | EmbeddedSplit,
     *,
     match_on: str | None = None,
     ks: Sequence[int] = (1, 5, 10),
@@ -166,11 +164,12 @@ def evaluate_detailed(
         label_column: class labels for zero-shot (in ``samples.columns``); None = no zero-shot.
         zeroshot_text: the text modality that embeds class prompts (default: the first one).
         class_prompts: ``{label: [prompt, ...]}``; required for zero-shot (see ``prompts_by_label``).
-        emb: embeddings from :func:`embed_samples`, when already computed.
+        emb: embeddings from :func:`embed_samples`, when already computed (an
+            :class:`EmbeddedSplit` brings its own).
         higher_order: with 3+ modalities, also score each modality from all the others together
             with Symile's MIP (keys ``retrieval/{a}+{b}->{t}/...``); for Symile-trained models.
     """
-    emb = emb if emb is not None else embed_samples(model, samples, batch_size)
+    emb = emb if emb is not None else _embedded(model, samples, batch_size)
     keys = samples.ids if match_on is None else samples.columns[match_on]
     ev = Evaluation()
     for q, t in combinations(model.modalities, 2):  # q -> t and t -> q from the same scores
@@ -216,6 +215,16 @@ def evaluate_detailed(
     return ev
 
 
+def _embedded(
+    model: MultimodalModel, samples: SampleSet | EmbeddedSplit, batch_size: int, features: bool = False
+) -> dict[str, np.ndarray]:
+    if isinstance(samples, SampleSet):
+        return embed_samples(model, samples, batch_size, features)
+    if features and samples.features is None:
+        raise ValueError("this split was embedded without features: embed_streamed(..., features=True)")
+    return samples.features if features and samples.features is not None else samples.emb
+
+
 def manifest_prompts(
     manifest: Manifest, *, split_column: str, split: str | None, text_column: str, label_column: str
 ) -> dict[Hashable, list[str]]:
@@ -235,7 +244,7 @@ def prompts_by_label(texts: Sequence[object], labels: Sequence[object]) -> dict[
 
 def evaluate_model(
     model: MultimodalModel,
-    samples: SampleSet,
+    samples: SampleSet | EmbeddedSplit,
     *,
     match_on: str | None = None,
     ks: Sequence[int] = (1, 5, 10),
@@ -248,6 +257,10 @@ def evaluate_model(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Every metric that applies to ``model``: retrieval, zero-shot and, with fusion, prediction.
 
+    ``samples`` are preprocessed rows (embedded here) or a split already embedded by a streamed
+    pass (:func:`~modalign.evaluation.embedded.embed_streamed`, with ``features`` when the fusion
+    reads them).
+
     Args:
         robustness: keywords of :func:`~modalign.evaluation.prediction_eval.evaluate_predictions`
             (``robustness``, ``max_subsets``, ``mcar_rates``, ``mnar_drop``, ``explain_samples``).
@@ -257,7 +270,7 @@ def evaluate_model(
         :class:`Evaluation` with per-query values and chance levels, and ``_embeddings`` with the
         sample ids and the ``match_on`` keys: underscore keys are not written to ``report.json``).
     """
-    emb = embed_samples(model, samples, batch_size)
+    emb = _embedded(model, samples, batch_size)
     metrics: dict[str, float] = {}
     ev = Evaluation()
     if model.aligned:
@@ -279,7 +292,7 @@ def evaluate_model(
 
         fused_in = emb
         if model.fusion_spec.input == "features":
-            fused_in = embed_samples(model, samples, batch_size, features=True)
+            fused_in = _embedded(model, samples, batch_size, features=True)
         more, extras = evaluate_predictions(model, samples, fused_in, **(robustness or {}))
         metrics.update(more)
     keys = samples.ids if match_on is None else samples.columns[match_on]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from modalign.data.dataset import SampleSet
+from modalign.evaluation.embedded import EmbeddedSplit
 from modalign.evaluation.prediction import evaluate_tasks
 from modalign.evaluation.robustness import MCAR_RATES, mcar_curve, mnar_evaluation, subset_table
 from modalign.model import MultimodalModel
@@ -24,7 +25,7 @@ from modalign.types import EmbeddingBatch
 
 def evaluate_predictions(
     model: MultimodalModel,
-    samples: SampleSet,
+    samples: SampleSet | EmbeddedSplit,
     emb: Mapping[str, np.ndarray],
     *,
     robustness: bool = True,

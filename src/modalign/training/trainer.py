@@ -92,7 +92,7 @@ class Trainer:
         out_dir: Path,
         config: TrainerConfig | None = None,
         *,
-        val: SampleSet | None = None,
+        val: SampleSet | StreamedSamples | None = None,
         prediction: Callable[[EmbeddingBatch, Batch], LossOutput] | None = None,
         modality_dropout: dict[str, float] | None = None,
         show_progress: bool = True,
@@ -383,16 +383,26 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean objective over fixed, in-order validation batches (eval mode)."""
-        assert self.val_set is not None
         self.model.eval()
-        n, b, total, count = len(self.val_set), min(self.batch_size, len(self.val_set)), 0.0, 0
-        for start in range(0, n - b + 1, b):
-            batch = collate(self.val_set, list(range(start, start + b)), self.sources).to(self.device)
+        total, count = 0.0, 0
+        for batch in self._val_batches():
             with self._autocast():
-                total += float(self.loss(batch).loss)
+                total += float(self.loss(batch.to(self.device)).loss)
             count += 1
         self.model.train()
         return total / max(count, 1)
+
+    def _val_batches(self) -> Iterator[Batch]:
+        """Full validation batches in row order (the last partial one is left out). A streamed
+        split (``data.source``) loads the same rows in DataLoader workers, batch by batch."""
+        val = self.val_set
+        assert val is not None
+        n, b = len(val), min(self.batch_size, len(val))
+        plan = [list(range(start, start + b)) for start in range(0, n - b + 1, b)]
+        if isinstance(val, SampleSet):
+            yield from (collate(val, idx, self.sources) for idx in plan)
+        else:
+            yield from (batch for _, batch in val.batches(iter(zip(plan, plan))))
 
     # --- non-finite guard -----------------------------------------------------------------------
 

@@ -6,14 +6,19 @@ over the training run's report: a directory that holds a training run is refused
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modalign.data.dataset import SampleSet, split_rows
 from modalign.data.loading import load_split, open_manifest
-from modalign.errors import RunDirectoryError
+from modalign.data.manifest import Manifest
+from modalign.data.sources.stream import stream_split
+from modalign.errors import ConfigError, RunDirectoryError
+from modalign.evaluation.embedded import EmbeddedSplit, embed_streamed
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
-from modalign.model import load
+from modalign.model import MultimodalModel, load
 from modalign.workflows.rundir import prepare_output_dir
 
 
@@ -22,8 +27,8 @@ def default_eval_dir(model_dir: Path, manifest_path: Path, split: str | None) ->
     return Path(model_dir).parent / "eval" / f"{Path(manifest_path).stem}-{split or 'all'}"
 
 
-def configured_label_column(model_dir: Path) -> str | None:
-    """``data.label_column`` of the run that trained ``model_dir`` (``RUN/config.yaml``), if any."""
+def _configured(model_dir: Path, field: str) -> Any:
+    """``data.<field>`` of the run that trained ``model_dir`` (``RUN/config.yaml``), if any."""
     path = Path(model_dir).parent / "config.yaml"
     if not path.is_file():
         return None
@@ -33,8 +38,30 @@ def configured_label_column(model_dir: Path) -> str | None:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    value = raw.get("data", {}).get("label_column") if isinstance(raw, dict) else None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    return data.get(field) if isinstance(data, dict) else None
+
+
+def configured_label_column(model_dir: Path) -> str | None:
+    """``data.label_column`` of the run that trained ``model_dir`` (``RUN/config.yaml``), if any."""
+    value = _configured(model_dir, "label_column")
     return value if isinstance(value, str) else None
+
+
+def eval_streams(model_dir: Path, source: str | None, rows: int) -> bool:
+    """Whether ``modalign eval`` streams a split of ``rows`` rows: ``source`` (stream | memory |
+    auto), else the training run's ``data.source`` (shards stream too); auto streams above the
+    run's ``data.stream_above`` (50,000 without a run config)."""
+    configured = _configured(model_dir, "source")
+    source = source or (configured if configured in ("auto", "memory", "stream", "shards") else "auto")
+    if source != "auto":
+        return source != "memory"
+    above = _configured(model_dir, "stream_above")
+    if not isinstance(above, int):
+        from modalign.config import DataConfig
+
+        above = DataConfig.model_fields["stream_above"].default
+    return rows > above
 
 
 def run_eval(
@@ -55,6 +82,8 @@ def run_eval(
     val_split: str | None = "val",
     corruptions: bool = False,
     templates: tuple[str, ...] = (),
+    source: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
@@ -66,6 +95,9 @@ def run_eval(
     ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
     under each corruption of :mod:`modalign.evaluation.corruptions` (keys
     ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/{modality}/accuracy``).
+    ``source`` (:func:`eval_streams`) and ``workers`` (default: the run's ``data.workers``, else 2):
+    a streamed split is loaded by DataLoader workers and embedded batch by batch, and only its
+    embeddings are kept (:mod:`modalign.evaluation.embedded`); the metrics equal the in-memory ones.
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -88,17 +120,15 @@ def run_eval(
     if model.fusion_spec is not None:
         wanted |= {t.label_column for t in model.fusion_spec.tasks}
     keep = sorted(c for c in wanted if c is not None)
-    samples = load_split(
-        manifest,
-        model.sources(),
-        split,
-        split_column=split_column,
-        id_column=id_column,
-        keep_columns=keep,
-        scalar_columns=[c for c in (match_on, label_column) if c is not None],
-        required=True,  # an empty split or a manifest without the model's columns is an error
-        show_progress=show,
-    )
+    stream = eval_streams(model_dir, source, len(split_rows(manifest, split_column, split)))
+    if stream and corruptions:
+        raise ConfigError("--corruptions re-reads the split in memory: add --source memory")
+    if workers is None:
+        configured = _configured(model_dir, "workers")
+        workers = configured if isinstance(configured, int) else 2
+    reader = SplitReader(model, manifest, split_column, id_column, show, workers if stream else None)
+    # an empty split or a manifest without the model's columns is an error
+    samples = reader.read(split, keep, [c for c in (match_on, label_column) if c is not None], required=True)
     text = next((m for m in model.modalities if model.specs[m].kind == "text"), None)
     prompts = None
     if label_column is not None and text is not None:
@@ -124,19 +154,8 @@ def run_eval(
         higher_order=higher_order,
     )
     if probe and label_column is not None:
-        metrics.update(
-            _linear_probes(
-                model,
-                manifest,
-                extras["_embeddings"],
-                label_column,
-                train_split=prompts_split,
-                val_split=val_split,
-                split_column=split_column,
-                id_column=id_column,
-                show=show,
-            )
-        )
+        probes = _linear_probes(reader, extras["_embeddings"], label_column, prompts_split, val_split)
+        metrics.update(probes)
     if corruptions and model.aligned:
         settings: dict[str, Any] = {"match_on": match_on, "ks": ks, "label_column": label_column}
         settings |= {"zeroshot_text": text, "class_prompts": prompts}
@@ -161,34 +180,59 @@ def run_eval(
     return metrics
 
 
+@dataclass(frozen=True)
+class SplitReader:
+    """Reads splits of ``manifest`` for ``model``: in memory, or streamed and embedded at once
+    (``workers`` not None: DataLoader workers, only the embeddings kept)."""
+
+    model: MultimodalModel
+    manifest: Manifest
+    split_column: str
+    id_column: str
+    show: bool
+    workers: int | None
+
+    def read(
+        self, split: str | None, keep: list[str], scalars: list[str], required: bool = False
+    ) -> SampleSet | EmbeddedSplit:
+        common: dict[str, Any] = dict(
+            split_column=self.split_column,
+            id_column=self.id_column,
+            keep_columns=keep,
+            scalar_columns=scalars,
+            required=required,
+            show_progress=self.show,
+        )
+        sources = self.model.sources()
+        if self.workers is None:
+            return load_split(self.manifest, sources, split, **common)
+        rows = stream_split(self.manifest, sources, split, workers=self.workers, **common)
+        spec = self.model.fusion_spec
+        return embed_streamed(self.model, rows, features=spec is not None and spec.input == "features")
+
+    def embedded(self, split: str | None, label_column: str, required: bool = False) -> tuple[Any, Any]:
+        """``(rows, modality -> embeddings)`` of ``split`` with its labels kept."""
+        from modalign.evaluation.evaluate import embed_samples
+
+        rows = self.read(split, [label_column], [label_column], required)
+        return rows, rows.emb if isinstance(rows, EmbeddedSplit) else embed_samples(self.model, rows)
+
+
 def _linear_probes(
-    model: Any,
-    manifest: Any,
+    reader: SplitReader,
     test: dict[str, Any],
     label_column: str,
-    *,
     train_split: str | None,
     val_split: str | None,
-    split_column: str,
-    id_column: str,
-    show: bool,
 ) -> dict[str, float]:
     """A CPU linear probe per modality on frozen embeddings of the train (and val) split."""
-    from modalign.evaluation.evaluate import embed_samples
     from modalign.evaluation.linear_probe import linear_probe
 
-    common: dict[str, Any] = {
-        "split_column": split_column,
-        "id_column": id_column,
-        "keep_columns": [label_column],
-        "scalar_columns": [label_column],
-        "show_progress": show,
-    }
-    train = load_split(manifest, model.sources(), train_split, required=True, **common)
-    val = load_split(manifest, model.sources(), val_split, **common) if val_split else None
-    embedded = {"train": (train, embed_samples(model, train))}
-    if val is not None and len(val):
-        embedded["val"] = (val, embed_samples(model, val))
+    model = reader.model
+    embedded = {"train": reader.embedded(train_split, label_column, required=True)}
+    val = reader.embedded(val_split, label_column) if val_split else None
+    if val is not None and len(val[0]):
+        embedded["val"] = val
     out: dict[str, float] = {}
     for m in model.modalities:
 

@@ -27,6 +27,7 @@ from modalign.data.manifest import Manifest, cell, is_missing
 from modalign.errors import ConfigError
 from modalign.io import atomic_write_bytes
 from modalign.workflows.init_media import (
+    inline_suffix,
     probe_audio,
     probe_image,
     probe_list_column,
@@ -135,7 +136,7 @@ def default_config_path(manifest: str | Path) -> Path:
 # --- roles: id, split, label ----------------------------------------------------------------------
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[str]:
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     seen: dict[str, None] = {}
     for r in rows:
         seen.update(dict.fromkeys(r))
@@ -280,16 +281,22 @@ def _one_column(
     if t in ("number", "bool"):
         _scalar(plan, c, values, tab, t)
         return None
-    if t != "str":
+    if t == "InlineFile":  # a Hugging Face Image/Audio column: the bytes tell the format
+        suffix = inline_suffix(values)
+    elif t != "str":
         plan.found(c, "not used", f"values of type {t}")
         return None
-    suffix = file_suffix(values)
+    else:
+        suffix = file_suffix(values)
     if suffix in IMAGE_SUFFIXES:
         return probe_image(plan, m, c, name, values, k, suffix)
     if suffix in AUDIO_SUFFIXES:
         return probe_audio(plan, m, c, name, values, k, suffix)
     if suffix in SERIES_SUFFIXES:
         return probe_series_files(plan, m, c, name, values, k, suffix)
+    if t == "InlineFile":
+        plan.found(c, "not used", f"file bytes in no format a transform reads ({suffix or 'unknown'})")
+        return None
     if suffix is not None:
         plan.found(
             c,

@@ -9,7 +9,17 @@ from collections import Counter
 from typing import Any
 
 from modalign.data.manifest import Manifest
-from modalign.workflows.init_plan import Plan, is_num, media_path, spread, value_type
+from modalign.data.transforms._files import InlineFile
+from modalign.workflows.init_plan import (
+    AUDIO_SUFFIXES,
+    IMAGE_SUFFIXES,
+    Plan,
+    is_num,
+    media,
+    media_path,
+    spread,
+    value_type,
+)
 
 MAX_IMAGE_SIZE = 32  # from-scratch CNNs stay fast on a CPU; the comment tells how to raise it
 
@@ -24,7 +34,7 @@ def probe_image(
     picked = spread(values, k)
     for v in picked:
         try:
-            with Image.open(media_path(m, v)) as img:
+            with Image.open(media(m, v)) as img:
                 img.load()
                 sizes.append(img.size)
                 modes.append(img.mode)
@@ -79,9 +89,9 @@ def probe_audio(
     picked = spread(values, 4 * k)  # soundfile.info reads only the header
     for i, v in enumerate(picked):
         try:
-            info = sf.info(str(media_path(m, v)))
+            info = sf.info(media(m, v))
             if i % 4 == 0:  # decode a few in full
-                sf.read(str(media_path(m, v)), frames=int(info.samplerate * 30))
+                sf.read(media(m, v), frames=int(info.samplerate * 30))
             durations.append(info.duration)
             rates.append(int(info.samplerate))
         except Exception as e:  # noqa: BLE001  (soundfile raises several types; reported)
@@ -205,4 +215,27 @@ def probe_list_column(
         "not used",
         f"lists of {'/'.join(inner)}: join them into one text column, or make them numbers",
     )
+    return None
+
+
+def inline_suffix(values: list[InlineFile]) -> str | None:
+    """The format of in-dataset files as a suffix (``.png``, ``.flac``): the name's, else the
+    content's (Pillow or libsndfile recognise it in the first sampled cells)."""
+    named = Counter(v.suffix for v in values[:100])
+    suffix = named.most_common(1)[0][0]
+    if suffix in IMAGE_SUFFIXES + AUDIO_SUFFIXES:
+        return suffix
+    import soundfile as sf
+    from PIL import Image
+
+    for v in spread(values, 5):
+        try:
+            with Image.open(v.open()) as img:
+                return f".{str(img.format).lower()}"
+        except Exception:  # noqa: BLE001  (not an image: try audio)
+            pass
+        try:
+            return f".{sf.info(v.open()).format.lower()}"
+        except Exception:  # noqa: BLE001  (neither: try the next cell)
+            pass
     return None

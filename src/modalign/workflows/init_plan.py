@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from modalign.data.manifest import Manifest, cell, is_missing
+from modalign.data.transforms._files import InlineFile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -99,6 +101,11 @@ def media_path(m: Manifest, value: str) -> Path:
     return p if p.is_absolute() else m.base_dir / p
 
 
+def media(m: Manifest, value: str | InlineFile) -> str | BinaryIO:
+    """What a decoder opens for a media cell: the file a path names, or the bytes a cell holds."""
+    return value.open() if isinstance(value, InlineFile) else str(media_path(m, value))
+
+
 def spread(values: list[Any], k: int) -> list[Any]:
     """Up to ``k`` values spread evenly over the rows."""
     step = max(1, len(values) // k)
@@ -133,6 +140,6 @@ class Label:
     n_classes: int
 
 
-def column_values(rows: list[dict[str, Any]], column: str) -> list[Any]:
+def column_values(rows: Sequence[dict[str, Any]], column: str) -> list[Any]:
     """The present values of ``column``."""
     return [v for r in rows if not is_missing(v := cell(r, column))]

@@ -21,6 +21,7 @@ from modalign.data.sources.pack import INDEX, shard_paths
 from modalign.data.sources.shards import ShardBatches
 from modalign.data.sources.stream import StreamedSamples, stream_split
 from modalign.errors import ConfigError, OutputError, TrainingError
+from modalign.evaluation.embedded import EmbeddedSplit, embed_streamed
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
@@ -170,15 +171,14 @@ def _train(
         show_progress=show_progress,
     )
     train = _training_rows(cfg, manifest, sources, common, world)
-    val = load_split(manifest, sources, d.val_split, **common) if d.val_split else None
-    test = load_split(manifest, sources, d.test_split, **common) if d.test_split else None
+    val, test = (_evaluation_rows(cfg, manifest, sources, common, s) for s in (d.val_split, d.test_split))
     cached = {s.name: s.transform for s in sources if isinstance(s.transform, CachedFeatures)}
     for split, samples in (("train", train), ("val", val), ("test", test)):
         if samples is not None:
             check_labels(model, cast(SampleSet, samples), split)  # streamed: its label columns
             if isinstance(samples, SampleSet):
                 samples.collate_with.update(cached)  # evaluation collates with the model's sources
-    if test is not None and len(test):  # every test file of a modality may have been bad
+    if isinstance(test, SampleSet) and len(test):  # every test file of a modality may have been bad
         loaded = sample_coverage(test, d.test_split or "", task_columns(cfg))
         refuse([e for e in coverage_problems(cfg, {"test": loaded})[0] if e.reason != "empty_split"])
 
@@ -186,7 +186,7 @@ def _train(
         assert isinstance(train, SampleSet)  # a streamed split with a teacher is refused
         teacher_sources = add_teacher_embeddings(train, manifest, teacher)
         if val is not None:
-            add_teacher_embeddings(val, manifest, teacher)
+            add_teacher_embeddings(cast(SampleSet, val), manifest, teacher)  # in memory with train
         sources = sources + teacher_sources
     objective = build_objective(cfg)
     f = cfg.fusion
@@ -228,9 +228,16 @@ def _train(
                 text_column=cfg.column(text),
                 label_column=d.label_column,
             )
+        evaluated: SampleSet | EmbeddedSplit = (
+            test
+            if isinstance(test, SampleSet)
+            else embed_streamed(
+                model, test, cfg.eval.batch_size, features=f is not None and f.input == "features"
+            )
+        )
         metrics, extras = evaluate_model(
             model,
-            test,
+            evaluated,
             match_on=cfg.eval.match_on,
             ks=cfg.eval.ks,
             label_column=d.label_column,
@@ -247,7 +254,7 @@ def _train(
         "manifest": str(manifest.path),
         "split": d.test_split,
         "match_on": cfg.eval.match_on or "id",
-        "n_test": len(test) if test is not None else 0,
+        "n_test": len(evaluated) if test is not None and len(test) else 0,
         "train_seconds": logged_train_seconds(out, fallback=time.perf_counter() - started),
         "steps": cfg.trainer.max_steps,
         "best_step": state.best_step if state.best_step > 0 else None,
@@ -257,19 +264,39 @@ def _train(
     return metrics
 
 
+def streams(cfg: ExperimentConfig, manifest: Manifest) -> bool:
+    """True when the run reads its splits on the fly (``data.source`` stream or shards, or auto
+    above ``data.stream_above`` training rows) rather than preprocessing them into memory."""
+    d = cfg.data
+    if d.source != "auto":
+        return d.source != "memory"
+    return len(split_rows(manifest, d.split_column, d.train_split)) > d.stream_above
+
+
 def _training_rows(
     cfg: ExperimentConfig, manifest: Manifest, sources: list[Any], common: dict[str, Any], world: World
 ) -> SampleSet | StreamedSamples | ShardSource:
-    """The training split in memory, or streamed (``data.source``; auto above ``data.stream_above`` rows)."""
+    """The training split in memory, streamed from the manifest, or from shards (:func:`streams`)."""
     d = cfg.data
     if d.source == "shards":
         return shard_source(cfg, sources, common["keep_columns"], world)
-    n = len(split_rows(manifest, d.split_column, d.train_split))
-    if d.source == "memory" or (d.source == "auto" and n <= d.stream_above):
+    if not streams(cfg, manifest):
         return load_split(manifest, sources, d.train_split, **common)
     if cfg.model.teacher is not None:
         raise ConfigError("model.teacher needs the training split in memory: set data.source: memory")
     return stream_split(manifest, sources, d.train_split, workers=d.workers, **common)
+
+
+def _evaluation_rows(
+    cfg: ExperimentConfig, manifest: Manifest, sources: list[Any], common: dict[str, Any], split: str | None
+) -> SampleSet | StreamedSamples | None:
+    """The validation or test split (None when not configured): streamed from the manifest when the
+    training split streams (also from shards), else in memory."""
+    if split is None:
+        return None
+    if streams(cfg, manifest):
+        return stream_split(manifest, sources, split, workers=cfg.data.workers, **common)
+    return load_split(manifest, sources, split, **common)
 
 
 def shard_source(cfg: ExperimentConfig, sources: list[Any], keep: list[str], world: World) -> ShardSource:

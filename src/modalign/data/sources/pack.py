@@ -2,8 +2,9 @@
 
 Each row ``i`` becomes one sample with key ``{i:09d}``: the member ``{key}.json`` holds the row as
 it is (missing modalities stay null or absent) plus ``"__files__"`` (column -> member suffix) and
-``"__row__"``; every cell naming an existing file (relative to the manifest, with a suffix)
-becomes the member ``{key}.{column}{suffix}`` holding the file's bytes. Any WebDataset reader
+``"__row__"``; every cell naming an existing file (relative to the manifest, with a suffix), or
+holding one (a Hugging Face ``Image``/``Audio`` cell), becomes the member ``{key}.{column}{suffix}``
+holding the file's bytes. Any WebDataset reader
 groups the members by key. Shards are ``shard-000000.tar``, ... of ``shard_size`` samples each,
 each written to a temp file, fsynced and renamed, so a crash never leaves a torn shard.
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from modalign.data.manifest import Manifest
-from modalign.errors import ConfigError
+from modalign.data.transforms._files import InlineFile
+from modalign.errors import ConfigError, DataError
 from modalign.io import atomic_write_json, current_umask, output_error
 
 FILES_KEY, ROW_KEY = "__files__", "__row__"
@@ -56,12 +58,12 @@ def pack_manifest(
         raise ConfigError(f"{out} already holds shards; choose an empty --out")
     shards: list[Path] = []
     files = 0
-    rows = list(enumerate(manifest.rows))
-    for start in range(0, len(rows), shard_size):
+    n = len(manifest.rows)
+    for start in range(0, n, shard_size):
         path = out / f"shard-{len(shards):06d}.tar"
         with _atomic_tar(path) as tar:
-            for i, row in rows[start : start + shard_size]:
-                files += _add_sample(tar, i, row, manifest.base_dir)
+            for i in range(start, min(start + shard_size, n)):  # rows on access (Arrow rows)
+                files += _add_sample(tar, i, manifest.rows[i], manifest.base_dir)
                 if progress is not None:
                     progress(i + 1)
         shards.append(path)
@@ -70,24 +72,35 @@ def pack_manifest(
         key = str(row.get(split_column))
         splits[key] = splits.get(key, 0) + 1
     index = {
-        "samples": len(rows),
+        "samples": n,
         "shards": [p.name for p in shards],
         "split_column": split_column,
         "split_counts": splits,
     }
     atomic_write_json(out / INDEX, index)
-    return PackResult(shards, len(rows), files)
+    return PackResult(shards, n, files)
 
 
 def _add_sample(tar: tarfile.TarFile, i: int, row: dict[str, Any], base_dir: Path) -> int:
     key = f"{i:09d}"
     members: dict[str, bytes] = {}
+    row = dict(row)
     for column, value in row.items():
-        path = _media_file(value, base_dir)
-        if path is not None:
+        if isinstance(value, InlineFile):  # a Hugging Face Image/Audio cell: its bytes
+            members[f"{column}{value.suffix}"] = bytes(memoryview(value.data))
+            row[column] = None  # the reader puts the member's path here
+        elif (path := _media_file(value, base_dir)) is not None:
             members[f"{column}{path.suffix.lower()}"] = path.read_bytes()
     meta = {**row, FILES_KEY: {name.rsplit(".", 1)[0]: name for name in members}, ROW_KEY: i}
-    _add_member(tar, f"{key}.json", json.dumps(meta).encode())
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError) as e:  # e.g. a decoded audio array (array, rate)
+        raise DataError(
+            f"this row cannot be packed ({e}); pack files or Image/Audio bytes, not decoded arrays",
+            reason="bad_manifest",
+            row=i,
+        ) from None
+    _add_member(tar, f"{key}.json", text.encode())
     for name, data in members.items():
         _add_member(tar, f"{key}.{name}", data)
     return len(members)

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from modalign.data.dataset import ModalitySource, SampleSet, collate, load_samples, split_rows
-from modalign.data.loading import duplicate_ids, label_errors
-from modalign.data.manifest import Manifest, is_missing
+from modalign.data.loading import duplicate_ids, label_errors, refuse_unselected
+from modalign.data.manifest import Manifest, cell, is_missing
 from modalign.errors import DataError
 from modalign.types import Batch
 
@@ -52,7 +52,7 @@ class StreamedSamples:
         self.failed: dict[int, str] = {}  # position -> why it failed to load (once, whatever the epoch)
         self.ids = [str(manifest.rows[i].get(id_column, i)) for i in self.rows]
         self.columns = {
-            c: [None if is_missing(v := manifest.rows[i].get(c)) else v for i in self.rows]
+            c: [None if is_missing(v := cell(manifest.rows[i], c)) else v for i in self.rows]
             for c in keep_columns
         }
 
@@ -132,14 +132,18 @@ def stream_split(
     on_error: str = "skip",
     workers: int = 2,
     show_progress: bool = False,
+    required: bool = False,
 ) -> StreamedSamples:
     """The rows of ``split`` to stream, after the checks ``load_split`` makes without decoding.
 
-    Duplicate ids raise; rows with a list-valued label are left out and counted (raised with
-    ``on_error="fail"``). Media are only read while training, batch by batch.
+    Duplicate ids raise, and so does a ``required`` split without rows; rows with a list-valued
+    label are left out and counted (raised with ``on_error="fail"``). Media are only read while
+    training or evaluating, batch by batch.
     """
     del show_progress  # nothing slow happens here
     rows = split_rows(manifest, split_column, split)
+    if required and not rows:
+        refuse_unselected(manifest, split, split_column)
     dups = duplicate_ids(manifest, rows, id_column)
     if dups:
         first = ", ".join(f"{k!r} (rows {', '.join(map(str, v))})" for k, v in list(dups.items())[:5])

@@ -1,7 +1,8 @@
 """Audio transform: decode (WAV/FLAC/OGG via soundfile), mono, resample, pad/crop, log-mel.
 
 Output (n_mels, T) float32 with ``T = 1 + floor(max_samples / hop_length)`` (centred STFT). Accepts a
-file path, a 1-D/2-D float array at the model's rate, or ``(array, sample_rate)``.
+file path, an :class:`~modalign.data.transforms._files.InlineFile`, a 1-D/2-D float array at the
+model's rate, or ``(array, sample_rate)``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import math
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from modalign.data._audio_settings import audio_settings_problem, nyquist_or
-from modalign.data.transforms._files import resolve_file
+from modalign.data.transforms._files import open_file
 from modalign.data.transforms.base import Transform
 from modalign.errors import ConfigError, DataError
 
@@ -105,22 +106,22 @@ class AudioTransform(Transform):
 
     def waveform(self, payload: Any, base_dir: Path) -> np.ndarray:
         """The mono float32 waveform at the model's rate, before padding/cropping."""
+        path: str | None = None
         if isinstance(payload, tuple) and len(payload) == 2:
             data, rate = _samples(payload[0]), _rate(payload[1])
-            path = None
         elif isinstance(payload, np.ndarray):
-            data, rate, path = _samples(payload), self.sample_rate, None
+            data, rate = _samples(payload), self.sample_rate
         else:
-            path = resolve_file(payload, base_dir)
-            data, rate = _read(path)
+            source, path = open_file(payload, base_dir)
+            data, rate = _read(source, path)
         if data.ndim == 2:
             data = data.mean(axis=1)  # (T, C) -> mono
         if data.ndim != 1:
-            raise DataError(f"audio has shape {data.shape}", reason="wrong_shape", path=_s(path))
+            raise DataError(f"audio has shape {data.shape}", reason="wrong_shape", path=path)
         if data.size == 0:
-            raise DataError("audio has zero length", reason="empty_audio", path=_s(path))
+            raise DataError("audio has zero length", reason="empty_audio", path=path)
         if not np.isfinite(data).all():
-            raise DataError("audio contains NaN or inf", reason="non_finite", path=_s(path))
+            raise DataError("audio contains NaN or inf", reason="non_finite", path=path)
         return resample(data, rate, self.sample_rate)
 
     def load(self, payload: Any, base_dir: Path) -> torch.Tensor:
@@ -176,21 +177,22 @@ def _rate(rate: Any) -> int:
     return int(value)
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _read(source: Path | BinaryIO, path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        if _truncated(sf.info(path).extra_info):
+        if _truncated(sf.info(source).extra_info):
             raise DataError(
                 "audio file is truncated (the header promises more data than the file holds)",
                 reason="bad_audio",
-                path=str(path),
+                path=path,
             )
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        _rewound(source)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, OSError) as e:
-        raise DataError(f"cannot decode audio ({e})", reason="bad_audio", path=str(path)) from None
+        raise DataError(f"cannot decode audio ({e})", reason="bad_audio", path=path) from None
     if not math.isfinite(rate) or rate <= 0:
-        raise DataError(f"bad sample rate {rate}", reason="bad_audio", path=str(path))
+        raise DataError(f"bad sample rate {rate}", reason="bad_audio", path=path)
     return data, int(rate)
 
 
@@ -200,5 +202,6 @@ def _truncated(extra_info: str) -> bool:
     return m is not None and int(m.group(2)) < int(m.group(1))
 
 
-def _s(path: Path | None) -> str | None:
-    return None if path is None else str(path)
+def _rewound(source: Path | BinaryIO) -> None:
+    if not isinstance(source, Path):  # sf.info read the header of the in-memory file
+        source.seek(0)

@@ -1,6 +1,7 @@
 """Image transform: Pillow decode, grey/RGB, resize shorter side + centre crop, normalise.
 
-Output (C, size, size) float32. Accepts a file path (PNG, JPEG, anything Pillow decodes), a PIL
+Output (C, size, size) float32. Accepts a file path (PNG, JPEG, anything Pillow decodes) or an
+:class:`~modalign.data.transforms._files.InlineFile` holding such a file, a PIL
 image or an (H, W) / (H, W, C) array (C = 1, 3 or 4): uint8 (or any integers) in [0, 255], floats
 in [0, 1] (scaled by 255, as a uint8 image would be), or bools. Other ranges are refused.
 """
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from modalign.data.transforms._files import resolve_file
+from modalign.data.transforms._files import open_file
 from modalign.data.transforms.base import Transform
 from modalign.errors import ConfigError, DataError
 
@@ -67,14 +68,14 @@ class ImageTransform(Transform):
         elif isinstance(payload, Image.Image):
             img = payload
         else:
-            img = self._open(resolve_file(payload, base_dir))
+            img = self._open(*open_file(payload, base_dir))
         img = img.convert("L" if self.channels == 1 else "RGB")
         img = self._resize_crop(img)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
         x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)  # (C, H, W)
         return (x - self._mean) / self._std
 
-    def _open(self, path: Path) -> Any:
+    def _open(self, path: Path | BinaryIO, name: str) -> Any:
         from PIL import Image
 
         try:
@@ -86,17 +87,17 @@ class ImageTransform(Transform):
                     raise DataError(
                         f"image is {w}x{h}, more than max_pixels={self.max_pixels}",
                         reason="image_too_large",
-                        path=str(path),
+                        path=name,
                     )
                 img.load()  # decodes now, so truncation is caught here
         except DataError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DataError(str(e), reason="image_too_large", path=str(path)) from None
+            raise DataError(str(e), reason="image_too_large", path=name) from None
         except (OSError, ValueError, SyntaxError) as e:
-            raise DataError(f"cannot decode image ({e})", reason="bad_image", path=str(path)) from None
+            raise DataError(f"cannot decode image ({e})", reason="bad_image", path=name) from None
         if img.size[0] == 0 or img.size[1] == 0:
-            raise DataError("image has zero size", reason="bad_image", path=str(path))
+            raise DataError("image has zero size", reason="bad_image", path=name)
         return img
 
     def _resize_crop(self, img: Any) -> Any:

@@ -1,42 +1,20 @@
 """Finding pretrained files offline: a local directory, a file, or an installed package.
 
-Nothing here ever reaches the network: the hub switches (``HF_HUB_OFFLINE``,
-``TRANSFORMERS_OFFLINE``) are set before a hub library is first imported, and every loader is
-called with local files only. A missing file or package raises :class:`ConfigError` saying what
-to install or where to put what.
+Nothing here ever reaches the network: the hub switches are set before a hub library is first
+imported (:func:`modalign._hub.offline_import`), and every loader is called with local files only.
+A missing file or package raises :class:`ConfigError` saying what to install or where to put what.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 
 from modalign.errors import ConfigError
-
-HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def offline_import(module: str, extra: str = "pretrained") -> ModuleType:
-    """Import a hub library with the offline switches set (the user's own values are kept).
-
-    Raises:
-        ConfigError: the package is not installed (names the pip extra that installs it).
-    """
-    for key, value in HUB_OFFLINE.items():
-        os.environ.setdefault(key, value)
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ConfigError(
-            f"this encoder needs the Python package {module!r} ({e}); install it with "
-            f"pip install 'modalign[{extra}]'"
-        ) from None
 
 
 def model_dir(where: str, path: str | None, package: str | None, must_have: str = "config.json") -> Path:

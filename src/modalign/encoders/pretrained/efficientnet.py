@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.image import ImageTransform
 from modalign.encoders.base import Encoder
-from modalign.encoders.pretrained._locate import load_weights_file, offline_import
+from modalign.encoders.pretrained._locate import load_weights_file
 from modalign.errors import ConfigError
 from modalign.registry import register
 

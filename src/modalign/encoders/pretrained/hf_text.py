@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.pretrained_text import PretrainedTextTransform
 from modalign.encoders.base import Encoder
-from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, offline_import, read_json
+from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, read_json
 from modalign.errors import ConfigError
 from modalign.registry import register
 

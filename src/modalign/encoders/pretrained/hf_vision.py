@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
+from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.pretrained_image import PretrainedImageTransform, hf_image_settings
 from modalign.encoders.base import Encoder
-from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, offline_import, read_json
+from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, read_json
 from modalign.errors import ConfigError
 from modalign.registry import register
 
