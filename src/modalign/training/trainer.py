@@ -68,7 +68,7 @@ class Trainer:
         out_dir: run directory; ``checkpoints/`` and ``metrics.jsonl`` are written there.
         config: the ``trainer`` section (every default lives in :class:`TrainerConfig`); its
             ``device`` and ``precision`` place ``model`` and ``objective`` (moved here, once).
-        val: validation samples (mean loss every ``config.val_every`` steps).
+        val: validation samples, in memory or streamed (mean loss every ``config.val_every`` steps).
         prediction: ``loss(emb, batch)`` of the prediction tasks of a fusion model, or None.
         modality_dropout: modality -> training-time drop rate.
         show_progress: Rich progress bar.

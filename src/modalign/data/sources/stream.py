@@ -50,11 +50,13 @@ class StreamedSamples:
         self.workers, self.prefetch = workers, prefetch
         self.skipped: Counter[str] = Counter()  # rows left out before training, per reason
         self.failed: dict[int, str] = {}  # position -> why it failed to load (once, whatever the epoch)
-        self.ids = [str(manifest.rows[i].get(id_column, i)) for i in self.rows]
-        self.columns = {
-            c: [None if is_missing(v := cell(manifest.rows[i], c)) else v for i in self.rows]
-            for c in keep_columns
-        }
+        self.ids: list[str] = []
+        self.columns: dict[str, list[Any]] = {c: [] for c in keep_columns}
+        for i in self.rows:  # one read per row (Arrow rows are built on access)
+            row = manifest.rows[i]
+            self.ids.append(str(row.get(id_column, i)))
+            for c, values in self.columns.items():
+                values.append(None if is_missing(v := cell(row, c)) else v)
 
     def __len__(self) -> int:
         return len(self.rows)
