@@ -10,33 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 
 from modalign.errors import ConfigError
-
-HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def offline_import(module: str, extra: str = "pretrained") -> ModuleType:
-    """Import a hub library with the offline switches set (the user's own values are kept).
-
-    Raises:
-        ConfigError: the package is not installed (names the pip extra that installs it).
-    """
-    for key, value in HUB_OFFLINE.items():
-        os.environ.setdefault(key, value)
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ConfigError(
-            f"this encoder needs the Python package {module!r} ({e}); install it with "
-            f"pip install 'modalign[{extra}]'"
-        ) from None
+from modalign.offline import offline_import
 
 
 def model_dir(where: str, path: str | None, package: str | None, must_have: str = "config.json") -> Path:
@@ -61,6 +41,29 @@ def model_dir(where: str, path: str | None, package: str | None, must_have: str 
     if not (found / must_have).is_file():
         raise ConfigError(f"{where}: {found} has no {must_have}: {hint}")
     return found
+
+
+def hf_local_model(
+    where: str, path: str | None, package: str | None, load_weights: bool, what: str
+) -> tuple[Path, Any]:
+    """A Hugging Face ``AutoModel`` from a local directory (:func:`model_dir`), offline.
+
+    ``load_weights`` False builds the architecture from its config only (a saved modalign model
+    brings the weights). Returns the directory and the model.
+
+    Raises:
+        ConfigError: no directory, no ``transformers``, or files the library cannot read
+            (``what`` names the model, e.g. "text").
+    """
+    directory = model_dir(where, path, package)
+    transformers = offline_import("transformers")
+    try:
+        if load_weights:
+            return directory, transformers.AutoModel.from_pretrained(str(directory), local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
+        return directory, transformers.AutoModel.from_config(config)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load a {what} model from {directory}: {e}") from None
 
 
 def _package_dir(where: str, package: str) -> Path:
