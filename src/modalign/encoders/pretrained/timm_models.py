@@ -91,7 +91,10 @@ class TimmEncoder(Encoder):
         if not isinstance(encoder_params.get("model"), str):
             raise ConfigError(f"{WHERE}: give model (a timm architecture name)")
         timm = offline_import("timm", extra="vision")
-        with torch.device("meta"):  # only the configuration is needed: no weights are allocated
+        try:
+            with torch.device("meta"):  # only the configuration is needed: no weights are allocated
+                net = create(encoder_params["model"], encoder_params.get("model_kwargs"))
+        except ConfigError:  # a model whose construction reads tensor values: build it for real
             net = create(encoder_params["model"], encoder_params.get("model_kwargs"))
         data = timm.data.resolve_model_data_config(net)
         _, h, w = data["input_size"]
