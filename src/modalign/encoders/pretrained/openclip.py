@@ -80,7 +80,7 @@ def build_clip(resolved: dict[str, Any], weights: str | None, load_weights: bool
     custom_text = bool(cfg.pop("custom_text", False)) or "hf_model_name" in cfg["text_cfg"]
     try:
         model = (oc.CustomTextCLIP if custom_text else oc.CLIP)(**cfg)
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OSError, RuntimeError) as e:  # OSError: an HF text tower offline
         raise ConfigError(f"{WHERE}: open_clip cannot build this model config: {e}") from None
     if load_weights:
         if weights is None:
