@@ -27,8 +27,10 @@ INPUTS: dict[str, tuple[dict[str, Any], Any]] = {
 }
 
 
-# pretrained adapters load real weights: their contract is tested in tests/test_pretrained.py
+# pretrained adapters load real weights: their contract is tested in tests/test_pretrained.py (timm
+# and open_clip in tests/vision)
 PRETRAINED = {"efficientnet_lite", "hf_text", "hf_vision", "sentence_transformers", "torchscript"}
+PRETRAINED |= {"open_clip_image", "open_clip_text", "timm"}
 
 
 def test_every_encoder_is_covered() -> None:

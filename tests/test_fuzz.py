@@ -105,6 +105,7 @@ CONFIG_FIELDS: dict[tuple[str, ...], list[Any]] = {  # field -> values near (and
     ("modalities", "image", "transform", "std"): [[0.5], [0.1, 0.2, 0.3], [1e-9], [0.0]],
     ("modalities", "image", "transform", "interpolation"): ["bilinear", "bicubic", "nearest"],
     ("modalities", "image", "transform", "random_shift"): INTS,
+    ("modalities", "image", "transform", "crop_pct"): [0.0, 0.5, 0.875, 1.0, 1.5],
     ("modalities", "audio", "transform", "sample_rate"): [1, 100, 8000, 16000, 44100],
     ("modalities", "audio", "transform", "max_seconds"): [0.0, 1e-3, 0.01, 0.05, 0.5, 1.0],
     ("modalities", "audio", "transform", "n_fft"): INTS,

@@ -15,7 +15,7 @@ from modalign.data.transforms.audio import AudioTransform, mel_filterbank, resam
 from modalign.data.transforms.image import ImageTransform
 from modalign.data.transforms.tabular import TabularTransform
 from modalign.data.transforms.text import TextTransform
-from modalign.errors import DataError
+from modalign.errors import ConfigError, DataError
 
 # --- image ---------------------------------------------------------------------------------
 
@@ -196,3 +196,21 @@ def test_image_random_shift_translates_with_replicated_edges() -> None:
         want = x[i, 0][rows][:, cols]
         assert torch.equal(out[i, 0], want)
     assert ImageTransform(size=5, channels=1).augment(x) is x  # off by default
+
+
+def test_image_crop_pct_resizes_the_shorter_side_to_size_over_pct_then_crops_the_centre() -> None:
+    # timm's evaluation crop (the peer comparison is tests/vision/test_timm.py)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 60), dtype=np.uint8)  # (H, W)
+    t = ImageTransform(size=16, channels=1, mean=(0.0,), std=(1.0,), interpolation="bilinear", crop_pct=0.8)
+    # shorter side to 16 / 0.8 = 20 (longer 30), then the 16 x 16 centre
+    resized = np.asarray(Image.fromarray(img).resize((30, 20), Image.Resampling.BILINEAR))
+    want = resized[2:18, 7:23].astype(np.float32) / 255.0
+    torch.testing.assert_close(t.load(img, Path()), torch.from_numpy(want)[None])
+    square = img[:16, :16]  # already size x size: still resized to 20 and cropped, not passed through
+    want = np.asarray(Image.fromarray(square).resize((20, 20), Image.Resampling.BILINEAR))[2:18, 2:18]
+    want = want.astype(np.float32) / 255.0
+    torch.testing.assert_close(t.load(square, Path()), torch.from_numpy(want)[None])
+    assert t.settings()["crop_pct"] == 0.8
+    with pytest.raises(ConfigError, match="crop_pct"):
+        ImageTransform(size=16, crop_pct=0.0)

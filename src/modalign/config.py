@@ -35,6 +35,9 @@ class ImageTransformConfig(_Frozen):
     max_pixels: int = Field(64_000_000, gt=0, description="decompression-bomb guard (w*h)")
     interpolation: Literal["bilinear", "bicubic", "nearest"] = Field("bicubic", description="resize filter")
     random_shift: int = Field(0, ge=0, description="training augmentation: max translation in pixels")
+    crop_pct: float = Field(
+        1.0, gt=0, le=1, description="centre crop keeps this fraction of the resized shorter side (timm's)"
+    )
 
     @model_validator(mode="after")
     def _normalisation_per_channel(self) -> ImageTransformConfig:

@@ -165,7 +165,7 @@ def saved_dataset_rows(path: str) -> ArrowRows:
         ConfigError: ``datasets`` is not installed (names the extra).
         DataError: the directory is not a readable saved dataset.
     """
-    from modalign._hub import offline_import
+    from modalign.offline import offline_import
 
     datasets = offline_import("datasets", extra="hf", what="a Hugging Face dataset directory")
     try:

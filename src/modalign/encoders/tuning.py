@@ -59,7 +59,7 @@ def add_lora(tower: ModalityTower, r: int, alpha: float, dropout: float, targets
         targets: names of the ``nn.Linear`` modules to adapt (their last name part); empty = all
             plain ``nn.Linear`` layers (attention output projections that torch fuses are left out).
     """
-    from modalign._hub import offline_import
+    from modalign.offline import offline_import
 
     peft = offline_import("peft")
     linears = sorted(

@@ -27,6 +27,10 @@ def build_transform(kind: str, params: dict[str, Any], processor: str = "") -> T
         from modalign.data.transforms.pretrained_image import PretrainedImageTransform
 
         return PretrainedImageTransform(**params)
+    if processor == "open_clip_text":
+        from modalign.data.transforms.open_clip_text import OpenCLIPTextTransform
+
+        return OpenCLIPTextTransform(**params)
     if processor:
         raise ValueError(f"unknown processor {processor!r}")
     if kind == "image":

@@ -1,5 +1,8 @@
 """Image transform: Pillow decode, grey/RGB, resize shorter side + centre crop, normalise.
 
+With ``crop_pct`` below 1 the shorter side is resized to ``floor(size / crop_pct)`` before the
+``size`` centre crop (timm's evaluation crop).
+
 Output (C, size, size) float32. Accepts a file path (PNG, JPEG, anything Pillow decodes) or an
 :class:`~modalign.data.transforms._files.InlineFile` holding such a file, a PIL
 image or an (H, W) / (H, W, C) array (C = 1, 3 or 4): uint8 (or any integers) in [0, 255], floats
@@ -8,6 +11,7 @@ in [0, 1] (scaled by 255, as a uint8 image would be), or bools. Other ranges are
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +37,7 @@ class ImageTransform(Transform):
         interpolation: resize filter.
         random_shift: training-time augmentation: translate each image by up to this many pixels
             in each direction (edge pixels repeated), 0 = off.
+        crop_pct: fraction of the resized shorter side the centre crop keeps (1 = all of it).
     """
 
     kind = "image"
@@ -46,7 +51,10 @@ class ImageTransform(Transform):
         max_pixels: int = 64_000_000,
         interpolation: str = "bicubic",
         random_shift: int = 0,
+        crop_pct: float = 1.0,
     ):
+        if not 0 < crop_pct <= 1:
+            raise ConfigError(f"image crop_pct must be in (0, 1], got {crop_pct}")
         self.size = size
         self.channels = channels
         self.mean = tuple(mean)
@@ -54,6 +62,7 @@ class ImageTransform(Transform):
         self.max_pixels = max_pixels
         self.interpolation = interpolation
         self.random_shift = random_shift
+        self.crop_pct = float(crop_pct)
         self._mean = torch.tensor(_per_channel(self.mean, channels)).view(-1, 1, 1)
         self._std = torch.tensor(_per_channel(self.std, channels)).view(-1, 1, 1)
         finite = bool(torch.isfinite(self._mean).all() and torch.isfinite(self._std).all())
@@ -102,11 +111,12 @@ class ImageTransform(Transform):
 
     def _resize_crop(self, img: Any) -> Any:
         w, h = img.size
-        s = self.size
-        if (w, h) != (s, s):
-            scale = s / min(w, h)
-            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+        s, short = self.size, math.floor(self.size / self.crop_pct)
+        scale = short / min(w, h)
+        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+        if (nw, nh) != (w, h):
             img = img.resize((nw, nh), resample=_RESAMPLE[self.interpolation])
+        if (nw, nh) != (s, s):
             left, top = (nw - s) // 2, (nh - s) // 2
             img = img.crop((left, top, left + s, top + s))
         return img
@@ -138,6 +148,7 @@ class ImageTransform(Transform):
             "max_pixels": self.max_pixels,
             "interpolation": self.interpolation,
             "random_shift": self.random_shift,
+            "crop_pct": self.crop_pct,
         }
 
     def encoder_kwargs(self) -> dict[str, Any]:

@@ -6,4 +6,11 @@ and the model packages are imported when an encoder is built, with the hub offli
 
 from __future__ import annotations
 
-from modalign.encoders.pretrained import efficientnet, hf_text, hf_vision, torchscript  # noqa: F401
+from modalign.encoders.pretrained import (  # noqa: F401
+    efficientnet,
+    hf_text,
+    hf_vision,
+    openclip,
+    timm_models,
+    torchscript,
+)

@@ -1,7 +1,7 @@
 """Finding pretrained files offline: a local directory, a file, or an installed package.
 
 Nothing here ever reaches the network: the hub switches are set before a hub library is first
-imported (:func:`modalign._hub.offline_import`), and every loader is called with local files only.
+imported (:func:`modalign.offline.offline_import`), and every loader is called with local files only.
 A missing file or package raises :class:`ConfigError` saying what to install or where to put what.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from modalign.errors import ConfigError
+from modalign.offline import offline_import
 
 
 def model_dir(where: str, path: str | None, package: str | None, must_have: str = "config.json") -> Path:
@@ -39,6 +40,29 @@ def model_dir(where: str, path: str | None, package: str | None, must_have: str 
     if not (found / must_have).is_file():
         raise ConfigError(f"{where}: {found} has no {must_have}: {hint}")
     return found
+
+
+def hf_local_model(
+    where: str, path: str | None, package: str | None, load_weights: bool, what: str
+) -> tuple[Path, Any]:
+    """A Hugging Face ``AutoModel`` from a local directory (:func:`model_dir`), offline.
+
+    ``load_weights`` False builds the architecture from its config only (a saved modalign model
+    brings the weights). Returns the directory and the model.
+
+    Raises:
+        ConfigError: no directory, no ``transformers``, or files the library cannot read
+            (``what`` names the model, e.g. "text").
+    """
+    directory = model_dir(where, path, package)
+    transformers = offline_import("transformers")
+    try:
+        if load_weights:
+            return directory, transformers.AutoModel.from_pretrained(str(directory), local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
+        return directory, transformers.AutoModel.from_config(config)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load a {what} model from {directory}: {e}") from None
 
 
 def _package_dir(where: str, package: str) -> Path:

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.image import ImageTransform
 from modalign.encoders.base import Encoder
 from modalign.encoders.pretrained._locate import load_weights_file
 from modalign.errors import ConfigError
+from modalign.offline import offline_import
 from modalign.registry import register
 
 _MEAN, _STD = 127.0 / 255.0, 128.0 / 255.0  # (x/255 - mean) / std == (x - 127) / 128

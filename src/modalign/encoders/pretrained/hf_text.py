@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 
-from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.pretrained_text import PretrainedTextTransform
 from modalign.encoders.base import Encoder
-from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, read_json
+from modalign.encoders.pretrained._locate import hf_local_model, longest_layer_list, model_dir, read_json
 from modalign.errors import ConfigError
 from modalign.registry import register
 
@@ -48,19 +47,10 @@ class HFTextEncoder(Encoder):
         max_length: int | None = None,
     ):
         super().__init__()
-        directory = model_dir("hf_text encoder_params", path, package)
+        if pooling is not None and pooling not in POOLINGS:
+            raise ConfigError(f"hf_text: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        directory, self.model = hf_local_model("hf_text encoder_params", path, package, load_weights, "text")
         self.pooling = pooling if pooling is not None else _pooling_config(directory)
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"hf_text: pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        transformers = offline_import("transformers")
-        try:
-            if load_weights:
-                self.model = transformers.AutoModel.from_pretrained(str(directory), local_files_only=True)
-            else:
-                config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
-                self.model = transformers.AutoModel.from_config(config)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot load a text model from {directory}: {e}") from None
         self.output_dim = int(self.model.config.hidden_size)
 
     @classmethod

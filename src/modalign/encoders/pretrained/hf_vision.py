@@ -11,11 +11,10 @@ from typing import Any
 
 import torch
 
-from modalign._hub import offline_import
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.pretrained_image import PretrainedImageTransform, hf_image_settings
 from modalign.encoders.base import Encoder
-from modalign.encoders.pretrained._locate import longest_layer_list, model_dir, read_json
+from modalign.encoders.pretrained._locate import hf_local_model, longest_layer_list, model_dir, read_json
 from modalign.errors import ConfigError
 from modalign.registry import register
 
@@ -49,16 +48,9 @@ class HFVisionEncoder(Encoder):
         super().__init__()
         if pooling is not None and pooling not in POOLINGS:
             raise ConfigError(f"hf_vision: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        directory = model_dir("hf_vision encoder_params", path, package)
-        transformers = offline_import("transformers")
-        try:
-            config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
-            if load_weights:
-                self.model = transformers.AutoModel.from_pretrained(str(directory), local_files_only=True)
-            else:
-                self.model = transformers.AutoModel.from_config(config)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot load a vision model from {directory}: {e}") from None
+        where = "hf_vision encoder_params"
+        directory, self.model = hf_local_model(where, path, package, load_weights, "vision")
+        config = self.model.config
         self.pooling = pooling
         width = getattr(config, "hidden_size", None) or (getattr(config, "hidden_sizes", None) or [None])[-1]
         if not isinstance(width, int):
