@@ -10,7 +10,7 @@ is significant at 95% when its interval excludes 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -20,15 +20,15 @@ N_BOOTSTRAP = 1000
 _BLOCK = 50  # resamples drawn at once: (block, Q) counts bound the memory
 
 
-def _resample_counts(n: int, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Blocks of (b, n) multinomial counts, one row per resample of n items."""
+def _resample_counts(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of (b, n) multinomial counts, one row per resample of n items, drawn lazily: only one
+    block is held at a time (1000 resamples of 100,000 queries would be 800 MB at once)."""
     rng = np.random.default_rng(seed)
-    blocks, left = [], n_boot
+    left = n_boot
     while left > 0:
         b = min(_BLOCK, left)
-        blocks.append(rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64))
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
         left -= b
-    return blocks
 
 
 def _median_from_counts(sorted_values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -40,7 +40,7 @@ def _median_from_counts(sorted_values: np.ndarray, counts: np.ndarray) -> np.nda
     return (lo + hi) / 2
 
 
-def bootstrap_stats(values: np.ndarray, kind: str, counts_blocks: list[np.ndarray]) -> np.ndarray:
+def bootstrap_stats(values: np.ndarray, kind: str, counts_blocks: Iterable[np.ndarray]) -> np.ndarray:
     """(n_boot,) statistic of every resample: ``mean`` or open_clip's 1-based ``median_rank``."""
     if kind == "mean":
         return np.concatenate([c @ values / values.shape[0] for c in counts_blocks])
@@ -73,22 +73,26 @@ def bootstrap_ci(
     ``per_query`` maps a metric key to its (Q,) values; keys whose values share a length are
     resampled with the same queries. ``mean_rank`` values are 1-based ranks, so their mean is it.
     """
-    out: dict[str, tuple[float, float]] = {}
-    draws: dict[int, list[np.ndarray]] = {}
-    tail = (1 - level) / 2 * 100
+    by_length: dict[int, list[tuple[str, np.ndarray]]] = {}
     for key, values in per_query.items():
         v = np.asarray(values, dtype=np.float64)
-        n = v.shape[0]
-        if n == 0:
-            continue
-        if n not in draws:
-            draws[n] = _resample_counts(n, n_boot, seed)
-        stats = bootstrap_stats(v, _kind(key), draws[n])
-        # rounded: a resample mean of identical values must not print as 0.9999999999999998
-        out[key] = (
-            round(float(np.percentile(stats, tail)), 12),
-            round(float(np.percentile(stats, 100 - tail)), 12),
-        )
+        if v.shape[0]:
+            by_length.setdefault(v.shape[0], []).append((key, v))
+    stats: dict[str, list[np.ndarray]] = {}
+    for n, items in by_length.items():  # each block of resamples serves every key of its length
+        for block in _resample_counts(n, n_boot, seed):
+            for key, v in items:
+                stats.setdefault(key, []).append(bootstrap_stats(v, _kind(key), [block]))
+    tail = (1 - level) / 2 * 100
+    out: dict[str, tuple[float, float]] = {}
+    for key in per_query:
+        if key in stats:
+            s = np.concatenate(stats[key])
+            # rounded: a resample mean of identical values must not print as 0.9999999999999998
+            out[key] = (
+                round(float(np.percentile(s, tail)), 12),
+                round(float(np.percentile(s, 100 - tail)), 12),
+            )
     return out
 
 
@@ -104,8 +108,12 @@ def paired_difference(
     if a.shape != b.shape:
         raise ValueError(f"{key}: {a.shape[0]} vs {b.shape[0]} queries; a paired test needs the same queries")
     kind = _kind(key)
-    blocks = _resample_counts(a.shape[0], n_boot, seed)
-    diffs = bootstrap_stats(b, kind, blocks) - bootstrap_stats(a, kind, blocks)
+    diffs = np.concatenate(
+        [
+            bootstrap_stats(b, kind, [block]) - bootstrap_stats(a, kind, [block])
+            for block in _resample_counts(a.shape[0], n_boot, seed)
+        ]
+    )
     tail = (1 - level) / 2 * 100
     lo, hi = float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
     return {
