@@ -16,9 +16,10 @@ Protocol (fixed before looking at results):
   ``scores = texts @ images.T``, a dense ``(N, N)`` positive-pair matrix, then
   ``batchify(recall_at_k, ...)`` per k and direction with batch size ``--batch`` (64, its
   dataloader default), ``> 0`` and mean.
-- modalign: ``modalign.evaluation.retrieval.retrieval_metrics_both`` (both directions from one
-  pass over the scores, as CLIP_benchmark also computes its score matrix once), ``positives`` as
-  index lists; it computes, in the same pass, precision/recall@k, MRR@10, nDCG@10, MAP@100 and
+- modalign: ``modalign.evaluation.retrieval.retrieval_metrics_both`` (both directions; with one
+  positive per query it ranks by counting and computes the score matrix once per direction, where
+  CLIP_benchmark computes it once and transposes it -- the second product is inside our timing),
+  ``positives`` as index lists; it computes, in the same pass, precision/recall@k, MRR@10, nDCG@10, MAP@100 and
   the mean/median rank as well (work CLIP_benchmark does not do); ``modalign R@k`` is the same call
   with ``map_at_100=False`` (the ranked list only 10 deep: no MAP@100), closer to CLIP_benchmark's
   work.

@@ -21,6 +21,9 @@ import torch
 
 # bytes per score-matrix element held at once in a chunk (scores, sort key, masks, comparisons)
 _BYTES_PER_ELEMENT = 24
+# a query with at most this many positives is ranked by counting (two passes over its scores per
+# positive); beyond it one top-k pass (about 4 such passes at K = 100) and a sort are cheaper
+_MAX_COUNTED = 8
 
 
 class Positives:
@@ -35,6 +38,11 @@ class Positives:
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """(stop - start, K) whether candidate ``cand[i, j]`` is a positive of query ``start + i``."""
+        raise NotImplementedError
+
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        """(query - start, candidate) of every positive of queries ``start:stop``, two (P,) int64
+        tensors ordered by query, then by candidate."""
         raise NotImplementedError
 
     def transposed(self) -> Positives:  # pragma: no cover - interface
@@ -65,6 +73,15 @@ class KeyPositives(Positives):
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         return self.qk[start:stop, None] == self.ck[cand]
+
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        by_key = torch.argsort(self.ck, stable=True)  # candidates grouped by key, ascending index
+        keys = self.ck[by_key]
+        q = self.qk[start:stop]
+        lo = torch.searchsorted(keys, q)
+        n = torch.searchsorted(keys, q, right=True) - lo  # (q,) positives of each query
+        rows = torch.repeat_interleave(torch.arange(stop - start), n)
+        return rows, by_key[torch.from_numpy(_ranges(lo.numpy(), n.numpy()))]
 
     def _with(self, qk: torch.Tensor, ck: torch.Tensor) -> KeyPositives:
         out = KeyPositives([], [])
@@ -99,24 +116,24 @@ class IndexPositives(Positives):
         self.indices = torch.tensor([i for s in sets for i in s], dtype=torch.int64)
         self.n_queries, self.n_candidates = len(sets), n_candidates
 
-    def chunk(self, start: int, stop: int) -> torch.Tensor:
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = int(self.indptr[start]), int(self.indptr[stop])
         rows = torch.repeat_interleave(
             torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
         )
+        return rows, self.indices[lo:hi]
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
         mask = torch.zeros(stop - start, self.n_candidates, dtype=torch.bool)
-        mask[rows, self.indices[lo:hi]] = True
+        mask[self.pairs(start, stop)] = True
         return mask
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         # (query, candidate) pairs as one sorted int64 code each: membership by binary search
-        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-        if hi == lo:
+        rows, cols = self.pairs(start, stop)
+        if len(rows) == 0:
             return torch.zeros(cand.shape, dtype=torch.bool)
-        rows = torch.repeat_interleave(
-            torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
-        )
-        codes = rows * self.n_candidates + self.indices[lo:hi]  # ascending (CSR order)
+        codes = rows * self.n_candidates + cols  # ascending (CSR order)
         wanted = (torch.arange(stop - start)[:, None] * self.n_candidates + cand).contiguous()  # (q, K)
         at = torch.searchsorted(codes, wanted).clamp_max(len(codes) - 1)
         return codes[at] == wanted
@@ -127,14 +144,9 @@ class IndexPositives(Positives):
     def subset(self, rows: np.ndarray) -> IndexPositives:
         rows = np.asarray(rows, np.int64)
         lengths = np.diff(self.indptr)[rows]
-        ends = np.cumsum(lengths)
-        # position of each kept entry in ``indices``: its row's start plus its place in the row
-        at = np.repeat(self.indptr[rows] - (ends - lengths), lengths) + np.arange(
-            int(ends[-1]) if len(ends) else 0
-        )
         out = IndexPositives([], self.n_candidates)
-        out.indptr = np.concatenate([[0], ends]).astype(np.int64)
-        out.indices = self.indices[torch.from_numpy(at)]
+        out.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        out.indices = self.indices[torch.from_numpy(_ranges(self.indptr[rows], lengths))]
         out.n_queries = len(rows)
         return out
 
@@ -148,6 +160,14 @@ class IndexPositives(Positives):
             for c in cands:
                 lists[c].append(q)
         return IndexPositives(lists, self.n_queries)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concat(arange(s, s + n) for s, n in zip(starts, lengths))`` without a Python loop."""
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts, np.int64) - (ends - lengths), lengths) + np.arange(
+        int(ends[-1]) if len(ends) else 0
+    )
 
 
 def as_positives(positives: object, n_queries: int, n_candidates: int) -> Positives:
@@ -261,6 +281,63 @@ def _rank_exhaustive(
 
 
 def _rank_finite(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The result of :func:`_rank_exhaustive` for finite scores: queries with at most
+    ``_MAX_COUNTED`` positives by :func:`_rank_by_counting`, the others by :func:`_rank_top_k`."""
+    many = positives.counts()[start:stop] > _MAX_COUNTED
+    if not many.any():
+        return _rank_by_counting(s, k, positives, start, stop)
+    if many.all():
+        return _rank_top_k(s, k, positives, start, stop, cand_idx)
+    best, top = np.empty(len(s), np.int64), np.zeros((len(s), k), bool)
+    rows = np.flatnonzero(many)
+    sub = positives.subset(rows + start)
+    best[rows], top[rows] = _rank_top_k(s[torch.from_numpy(rows)], k, sub, 0, len(rows), cand_idx)
+    rows = np.flatnonzero(~many)
+    sub = positives.subset(rows + start)
+    best[rows], top[rows] = _rank_by_counting(s[torch.from_numpy(rows)], k, sub, 0, len(rows))
+    return best, top
+
+
+def _rank_by_counting(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ranks of every positive of finite scores, by counting: no top-k, no sort.
+
+    Positive ``p`` of a query is at place ``#{c: S_c > S_p} + #{c < p: S_c = S_p}`` of its
+    ranking, so the first k places hold exactly the positives whose rank is below k. Each positive
+    costs two comparisons of its score with the query's C scores (the index term only for a
+    positive tied with another candidate); NumPy's compare-and-sum is used as it is several times
+    faster than torch's for this on CPU.
+    """
+    scores = s.numpy()  # (q, C), shares memory
+    n_q, n_c = scores.shape
+    rows_t, cand_t = positives.pairs(start, stop)
+    rows, cand = rows_t.numpy(), cand_t.numpy()
+    n_pos = np.bincount(rows, minlength=n_q)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(n_pos) - n_pos, n_pos)  # place within the row
+    rank = np.empty(len(rows), np.int64)
+    for j in range(int(n_pos.max()) if len(rows) else 0):
+        at = np.flatnonzero(slot == j)  # the j-th positive of every query that has one
+        q = rows[at]
+        block = scores if len(q) == n_q else scores[q]  # (q', C)
+        p_score = scores[q, cand[at]][:, None]  # (q', 1)
+        above = (block > p_score).sum(1)
+        tied = np.flatnonzero((block == p_score).sum(1) > 1)  # another candidate shares the score
+        if len(tied):
+            before = np.arange(n_c) < cand[at[tied], None]
+            above[tied] += ((block[tied] == p_score[tied]) & before).sum(1)
+        rank[at] = above
+    best = np.full(n_q, n_c, np.int64)
+    np.minimum.at(best, rows, rank)
+    top = np.zeros((n_q, k), bool)
+    inside = rank < k
+    top[rows[inside], rank[inside]] = True
+    return best, top
+
+
+def _rank_top_k(
     s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same result as :func:`_rank_exhaustive` for finite scores, without (q, C) masks.

@@ -6,7 +6,12 @@ from every chunk the columns keep their running top-K rows (merged chunk by chun
 ordered by lower row index, the rule of :mod:`modalign.evaluation.ranking`), so the score matrix
 is computed once instead of twice. Columns whose best positive is not among their top K, or where
 a tie crossed a chunk's cut, are ranked again exactly on their own (few for a useful model).
-With any unscorable row the two directions are simply ranked one after the other.
+
+The two directions are simply ranked one after the other (two matrix products) with any
+unscorable row, and when no query of ``B -> A`` has more than ``ranking._MAX_COUNTED`` positives:
+ranks by counting (:func:`~modalign.evaluation.ranking.rank_candidates`) then cost a second
+matrix product plus two comparisons per positive, several times less than the column top-K merge
+(``benchmarks/eval_speed.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalign.evaluation.ranking import Positives, Ranking, _unit_rows, rank_candidates
+from modalign.evaluation.ranking import _MAX_COUNTED, Positives, Ranking, _unit_rows, rank_candidates
 
 _COLUMN_BLOCK = 8192  # columns merged at once: bounds the merge's temporaries
 
@@ -71,7 +76,8 @@ def rank_both_directions(
     common: dict[str, Any] = {"normalize": False, "chunk_bytes": chunk_bytes}
     finite = bool(torch.isfinite(a_t).all() and torch.isfinite(b_t).all())
     k = min(top_k, a_t.shape[0])
-    if not finite or k == 0 or b_t.shape[0] == 0:
+    counted = not reverse.n_queries or int(reverse.counts().max()) <= _MAX_COUNTED
+    if not finite or k == 0 or b_t.shape[0] == 0 or counted:
         forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=on_chunk, **common)
         return forward, rank_candidates(b_t, a_t, reverse, top_k, **common)
     columns = _ColumnTopK(b_t.shape[0], k)

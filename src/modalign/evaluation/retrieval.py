@@ -165,8 +165,8 @@ def retrieval_per_query_both(
     chunk_bytes: int = 128 * 2**20,
     map_at_100: bool = True,
 ) -> tuple[tuple[dict[str, np.ndarray], Ranking], tuple[dict[str, np.ndarray], Ranking]]:
-    """:func:`retrieval_per_query` of ``a -> b`` and of ``b -> a`` from one pass over the scores
-    (:mod:`modalign.evaluation.ranking_pair`); ``positives`` as seen from ``a``."""
+    """:func:`retrieval_per_query` of ``a -> b`` and of ``b -> a``, from one pass over the scores
+    when that is cheaper (:mod:`modalign.evaluation.ranking_pair`); ``positives`` as seen from ``a``."""
     from modalign.evaluation.ranking_pair import rank_both_directions
 
     pos = as_positives(positives, len(a), len(b))
@@ -184,7 +184,7 @@ def retrieval_metrics_both(
     normalize: bool = True,
     map_at_100: bool = True,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """:func:`retrieval_metrics` of ``a -> b`` and ``b -> a``, the scores computed once."""
+    """:func:`retrieval_metrics` of ``a -> b`` and ``b -> a`` (:func:`retrieval_per_query_both`)."""
     (pq_ab, r_ab), (pq_ba, r_ba) = retrieval_per_query_both(
         a, b, positives, ks, normalize=normalize, map_at_100=map_at_100
     )
