@@ -68,7 +68,10 @@ def rank_both_directions(
     chunk_bytes: int = 128 * 2**20,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[Ranking, Ranking]:
-    """Rankings of ``a -> b`` and ``b -> a`` (``positives`` as seen from ``a``'s rows)."""
+    """Rankings of ``a -> b`` and ``b -> a`` (``positives`` as seen from ``a``'s rows).
+
+    ``on_chunk`` gets (rows done, rows to do) over both passes when the directions are ranked one
+    after the other, over ``a``'s rows when both come from one pass."""
     a_t, b_t = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     if normalize:
         a_t, b_t = _unit_rows(a_t), _unit_rows(b_t)
@@ -78,8 +81,11 @@ def rank_both_directions(
     k = min(top_k, a_t.shape[0])
     counted = not reverse.n_queries or int(reverse.counts().max()) <= _MAX_COUNTED
     if not finite or k == 0 or b_t.shape[0] == 0 or counted:
-        forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=on_chunk, **common)
-        return forward, rank_candidates(b_t, a_t, reverse, top_k, **common)
+        n_a, total = a_t.shape[0], a_t.shape[0] + b_t.shape[0]
+        first = None if on_chunk is None else lambda done, _: on_chunk(done, total)
+        second = None if on_chunk is None else lambda done, _: on_chunk(n_a + done, total)
+        forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=first, **common)
+        return forward, rank_candidates(b_t, a_t, reverse, top_k, on_chunk=second, **common)
     columns = _ColumnTopK(b_t.shape[0], k)
     forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=on_chunk, on_scores=columns.add, **common)
     n_b, n_a = b_t.shape[0], a_t.shape[0]
