@@ -66,6 +66,10 @@ def test_report_json_has_every_metric_with_ci_and_chance(evaluated: Path, run: P
     assert {"lp_acc1", "lp_mean_per_class_recall", "weight_decay"} <= {
         k.rpartition("/")[2] for k in report if k.startswith("linear_probe/image/")
     }
+    lo, hi = report["ci95"]["linear_probe/image/lp_acc1"]  # bootstrap over test samples
+    assert 0 <= lo <= report["linear_probe/image/lp_acc1"] <= hi <= 1
+    assert report["chance"]["linear_probe/image/lp_acc1"] == pytest.approx(1 / 4)  # 4 classes
+    assert "linear_probe/image/weight_decay" not in report["ci95"]
     assert (evaluated / "per_query.npz").is_file()
     table = {
         k.removeprefix("robustness/corruption/") for k in report if k.startswith("robustness/corruption/")

@@ -130,6 +130,7 @@ def run_eval(
                 manifest,
                 extras["_embeddings"],
                 label_column,
+                extras["_evaluation"],
                 train_split=prompts_split,
                 val_split=val_split,
                 split_column=split_column,
@@ -166,6 +167,7 @@ def _linear_probes(
     manifest: Any,
     test: dict[str, Any],
     label_column: str,
+    ev: Any,
     *,
     train_split: str | None,
     val_split: str | None,
@@ -173,9 +175,11 @@ def _linear_probes(
     id_column: str,
     show: bool,
 ) -> dict[str, float]:
-    """A CPU linear probe per modality on frozen embeddings of the train (and val) split."""
+    """A CPU linear probe per modality on frozen embeddings of the train (and val) split; its
+    per-sample hits and chance levels go to ``ev`` (an Evaluation) for the report's intervals."""
+    from modalign.evaluation.chance import linear_probe_chance
     from modalign.evaluation.evaluate import embed_samples
-    from modalign.evaluation.linear_probe import linear_probe
+    from modalign.evaluation.linear_probe import probe
 
     common: dict[str, Any] = {
         "split_column": split_column,
@@ -201,8 +205,13 @@ def _linear_probes(
         sx, sy = test["emb"][m][keep], [y for y, k in zip(test["labels"], keep) if k]
         vx, vy = rows(*embedded["val"]) if "val" in embedded else (None, None)
         if len(ty) and len(sy):
-            for name, value in linear_probe(tx, ty, sx, sy, vx, vy).items():
+            result = probe(tx, ty, sx, sy, vx, vy)
+            for name, value in result.metrics.items():
                 out[f"linear_probe/{m}/{name}"] = value
+            for name, values in result.per_sample.items():
+                ev.per_query[f"linear_probe/{m}/{name}"] = values
+            for name, value in linear_probe_chance(result.n_classes).items():
+                ev.chance[f"linear_probe/{m}/{name}"] = value
     return out
 
 
