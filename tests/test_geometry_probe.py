@@ -108,6 +108,10 @@ def test_blind_pairs_are_mined_blockwise_and_scored_mmvp_style() -> None:
         assert mine_blind_pairs(a, b, block=block) == want
     top = mine_blind_pairs(a, b, top_k=2)
     assert top == sorted(want, key=lambda p: -(ca[p] - cb[p]))[:2]
+    assert mine_blind_pairs(a, b, top_k=2, block=3) == top  # only the best 2 held between blocks
+    groups = ["x"] * 40
+    groups[17] = "y"  # same group never pairs: only pairs with item 17 remain
+    assert mine_blind_pairs(a, b, groups=groups) == [p for p in want if 17 in p]
     # MMVP: a pair counts only when both statements pick their own item; a tie is wrong
     items = np.eye(4)
     statements = np.array([[1, 0.2, 0, 0], [0.3, 1, 0, 0], [0, 0, 1, 0.5], [0, 0, 0.5, 1]])

@@ -162,6 +162,18 @@ def eval_(
         "--corruptions",
         help="metrics again under image noise/blur and audio noise/clipping/truncation",
     ),
+    blind_pairs: Path | None = typer.Option(
+        None,
+        "--blind-pairs",
+        help="a reference model directory: mine pairs this model finds near-identical and the "
+        "reference different (CLIP-blind pairs), score them MMVP-style with each item's text",
+    ),
+    blind_thresholds: tuple[float, float] = typer.Option(
+        (0.95, 0.6), "--blind-thresholds", help="HI LO: pairs with cosine > HI here and < LO in the reference"
+    ),
+    blind_max_pairs: int = typer.Option(
+        1000, "--blind-max-pairs", help="keep the pairs of largest disagreement"
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ModalignError
@@ -183,6 +195,9 @@ def eval_(
             probe=linear_probe,
             corruptions=corruptions,
             templates=tuple(prompt_template),
+            blind_reference=blind_pairs,
+            blind_thresholds=blind_thresholds,
+            blind_max_pairs=blind_max_pairs,
         )
     except ModalignError as e:
         _fail(e)

@@ -55,6 +55,9 @@ def run_eval(
     val_split: str | None = "val",
     corruptions: bool = False,
     templates: tuple[str, ...] = (),
+    blind_reference: Path | None = None,
+    blind_thresholds: tuple[float, float] = (0.95, 0.6),
+    blind_max_pairs: int = 1000,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
@@ -66,6 +69,8 @@ def run_eval(
     ``linear_probe/{modality}/lp_acc1`` ...). With ``corruptions``, retrieval and zero-shot again
     under each corruption of :mod:`modalign.evaluation.corruptions` (keys
     ``robustness/corruption/{corruption}/{query}->{target}/R@k``, ``.../zeroshot/{modality}/accuracy``).
+    With ``blind_reference`` (a model directory), CLIP-blind pairs against that model, scored
+    MMVP-style (:mod:`modalign.workflows.blind_pairs`; ``blind_thresholds`` = (hi, lo)).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -80,6 +85,10 @@ def run_eval(
                 f"{default_eval_dir(model_dir, manifest_path, split)}, or choose another directory"
             )
         prepare_output_dir(out_dir)
+    if blind_reference is not None:
+        from modalign.workflows.blind_pairs import check_thresholds
+
+        check_thresholds(*blind_thresholds, blind_max_pairs)
     model = load(model_dir)
     manifest = open_manifest(manifest_path)
     if label_column is None:  # zero-shot only with class labels given or configured (never match_on)
@@ -138,6 +147,25 @@ def run_eval(
                 show=show,
             )
         )
+    if blind_reference is not None:
+        from modalign.workflows.blind_pairs import blind_pair_metrics
+
+        more, extras["blind_pairs"] = blind_pair_metrics(
+            model,
+            blind_reference,
+            manifest,
+            samples,
+            extras["_embeddings"],
+            extras["_evaluation"],
+            split=split,
+            split_column=split_column,
+            id_column=id_column,
+            hi=blind_thresholds[0],
+            lo=blind_thresholds[1],
+            max_pairs=blind_max_pairs,
+            show=show,
+        )
+        metrics.update(more)
     if corruptions and model.aligned:
         settings: dict[str, Any] = {"match_on": match_on, "ks": ks, "label_column": label_column}
         settings |= {"zeroshot_text": text, "class_prompts": prompts}
