@@ -78,7 +78,7 @@ def test_linear_probe_matches_a_scikit_learn_oracle_and_searches_the_documented_
         return real(x, y, c, wd, s)
 
     monkeypatch.setattr(lp, "train_probe", spy)
-    m = lp.linear_probe(tx, ty, sx, sy, vx, vy)
+    m = lp.linear_probe(tx, ty, sx, sy, vx, vy).metrics
     coarse = [lp.WEIGHT_DECAYS[i] for i in range(0, 97, 16)]
     assert tried[:7] == coarse  # the 7 coarse points are exact members of the 97-point grid
     assert m["weight_decay"] in lp.WEIGHT_DECAYS and tried[-1] == m["weight_decay"]  # final fit

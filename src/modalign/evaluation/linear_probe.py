@@ -119,22 +119,9 @@ def linear_probe(
     val_x: np.ndarray | None = None,
     val_y: Sequence[Hashable] | None = None,
     settings: ProbeSettings | None = None,
-) -> dict[str, float]:
-    """``lp_acc1``, ``lp_acc5`` (NaN with < 5 classes), ``lp_mean_per_class_recall``,
-    ``weight_decay``; test labels unseen in training count as misses (:func:`probe`)."""
-    return probe(train_x, train_y, test_x, test_y, val_x, val_y, settings).metrics
-
-
-def probe(
-    train_x: np.ndarray,
-    train_y: Sequence[Hashable],
-    test_x: np.ndarray,
-    test_y: Sequence[Hashable],
-    val_x: np.ndarray | None = None,
-    val_y: Sequence[Hashable] | None = None,
-    settings: ProbeSettings | None = None,
 ) -> ProbeResult:
-    """Train the probe (weight decay chosen on the validation split when given) and test it."""
+    """Train the probe (weight decay chosen on the validation split when given) and test it;
+    test labels unseen in training count as misses."""
     s = settings or ProbeSettings()
     classes = sorted({*train_y, *(val_y or [])}, key=lambda c: (str(type(c)), c))  # type: ignore[type-var]
     index = {c: i for i, c in enumerate(classes)}

@@ -207,7 +207,7 @@ def _linear_probes(
     per-sample hits and chance levels go to ``ev`` (an Evaluation) for the report's intervals."""
     from modalign.evaluation.chance import linear_probe_chance
     from modalign.evaluation.evaluate import embed_samples
-    from modalign.evaluation.linear_probe import probe
+    from modalign.evaluation.linear_probe import linear_probe
 
     common: dict[str, Any] = {
         "split_column": split_column,
@@ -233,7 +233,7 @@ def _linear_probes(
         sx, sy = test["emb"][m][keep], [y for y, k in zip(test["labels"], keep) if k]
         vx, vy = rows(*embedded["val"]) if "val" in embedded else (None, None)
         if len(ty) and len(sy):
-            result = probe(tx, ty, sx, sy, vx, vy)
+            result = linear_probe(tx, ty, sx, sy, vx, vy)
             for name, value in result.metrics.items():
                 out[f"linear_probe/{m}/{name}"] = value
             for name, values in result.per_sample.items():
