@@ -30,6 +30,7 @@ import numpy as np
 from modalign.evaluation.ranking import Ranking, as_positives, rank_candidates
 
 NDCG_K, MRR_K, MAP_K = 10, 10, 100
+_MAP_ROWS = 8192  # queries per block of the MAP@100 sums
 
 
 def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
@@ -41,7 +42,7 @@ def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[
     """
     keep = ranking.n_positives > 0
     rank = ranking.best_rank[keep]
-    rel = ranking.top_relevant[keep].astype(np.float64)  # (Q', K)
+    rel = ranking.top_relevant[keep]  # (Q', K) bool: float64 only in row blocks (MAP@100)
     n_r = ranking.n_positives[keep].astype(np.float64)
     out: dict[str, np.ndarray] = {"rank": rank.astype(np.float64)}
     for k in ks:
@@ -54,9 +55,12 @@ def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[
     ideal = np.cumsum(discount)[np.minimum(n_r, NDCG_K).astype(int) - 1]
     out[f"nDCG@{NDCG_K}"] = (rel[:, :NDCG_K] * discount[: rel[:, :NDCG_K].shape[1]]).sum(1) / ideal
     if rel.shape[1] >= min(MAP_K, ranking.n_candidates):  # the list is deep enough for MAP@100
-        top = rel[:, :MAP_K]
-        precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
-        out[f"MAP@{MAP_K}"] = (top * precision_at_i).sum(1) / np.minimum(n_r, MAP_K)
+        ap = np.empty(len(rel))
+        for s in range(0, len(rel), _MAP_ROWS):  # (rows, 100) float64 temporaries, not (Q', 100)
+            top = rel[s : s + _MAP_ROWS, :MAP_K]
+            precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
+            ap[s : s + _MAP_ROWS] = (top * precision_at_i).sum(1)
+        out[f"MAP@{MAP_K}"] = ap / np.minimum(n_r, MAP_K)
     return out
 
 
