@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -74,9 +75,14 @@ class KeyPositives(Positives):
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         return self.qk[start:stop, None] == self.ck[cand]
 
+    @cached_property
+    def _by_key(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate indices grouped by key (ascending index within a key), and their keys."""
+        order = torch.argsort(self.ck, stable=True)
+        return order, self.ck[order]
+
     def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        by_key = torch.argsort(self.ck, stable=True)  # candidates grouped by key, ascending index
-        keys = self.ck[by_key]
+        by_key, keys = self._by_key
         q = self.qk[start:stop]
         lo = torch.searchsorted(keys, q)
         n = torch.searchsorted(keys, q, right=True) - lo  # (q,) positives of each query
