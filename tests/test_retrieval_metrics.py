@@ -186,6 +186,21 @@ def test_non_finite_rows_never_score() -> None:
     assert m["mean_rank"] == pytest.approx(want["mean_rank"])
 
 
+def test_row_blocks_of_normalising_and_checking_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modalign.evaluation import ranking
+    from modalign.evaluation.retrieval import retrieval_metrics_both
+
+    q, c, positives = random_case(8, n_q=30, n_c=25)
+    q[3], c[4, 1], q[5] = np.nan, np.inf, 0.0  # unscorable rows: NaN, inf, zero norm
+    want = [retrieval_metrics(q, c, positives), *retrieval_metrics_both(q, c, positives)]
+    monkeypatch.setattr(ranking, "_ROW_BLOCK", 4)  # 8 and 7 blocks of rows
+    got = [retrieval_metrics(q, c, positives), *retrieval_metrics_both(q, c, positives)]
+    np.testing.assert_equal(got, want)
+    assert want[0]["n_queries"] == sum(1 for p in positives if p) and want[0]["R@10"] < 1
+
+
 def test_bad_positives_are_refused_with_the_query_named() -> None:
     x = np.eye(3, dtype=np.float32)
     with pytest.raises(ValueError, match="query 1 lists candidate 7"):

@@ -22,6 +22,7 @@ import torch
 
 # bytes per score-matrix element held at once in a chunk (scores, sort key, masks, comparisons)
 _BYTES_PER_ELEMENT = 24
+_ROW_BLOCK = 4096  # embedding rows per block of the whole-matrix passes (normalise, finite check)
 # a query with at most this many positives is ranked by counting (two passes over its scores per
 # positive); beyond it one top-k pass (about 4 such passes at K = 100) and a sort are cheaper
 _MAX_COUNTED = 8
@@ -220,11 +221,21 @@ class Ranking:
 
 
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length; rows with a non-finite value or zero norm become NaN."""
-    x = x.float()
-    norm = x.norm(dim=1, keepdim=True)
-    ok = torch.isfinite(x).all(1, keepdim=True) & (norm > 0) & torch.isfinite(norm)
-    return torch.where(ok, x / norm.clamp_min(1e-30), torch.tensor(float("nan")))
+    """(N, D) float32 rows scaled to unit length; rows with a non-finite value or zero norm become
+    NaN. In row blocks: one output copy and no (N, D) temporaries."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for s in range(0, len(x), _ROW_BLOCK):
+        b = x[s : s + _ROW_BLOCK].float()
+        norm = b.norm(dim=1, keepdim=True)
+        ok = torch.isfinite(b).all(1, keepdim=True) & (norm > 0) & torch.isfinite(norm)
+        out[s : s + _ROW_BLOCK] = torch.where(ok, b / norm.clamp_min(1e-30), torch.tensor(float("nan")))
+    return out
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of (N, D) ``x`` is finite, in row blocks (``torch.isfinite`` of a float
+    tensor builds an ``abs()`` copy of it: 8x the rows' size at once for the whole matrix)."""
+    return all(bool(torch.isfinite(x[s : s + _ROW_BLOCK]).all()) for s in range(0, len(x), _ROW_BLOCK))
 
 
 def rank_candidates(
@@ -249,10 +260,8 @@ def rank_candidates(
         on_scores: called with every (q, C) score chunk and its first query's index (the reverse
             direction's ranking reads the same scores: :mod:`modalign.evaluation.ranking_pair`).
     """
-    q_all = torch.as_tensor(queries).float()
-    c_all = torch.as_tensor(candidates).float()
-    if normalize:
-        q_all, c_all = _unit_rows(q_all), _unit_rows(c_all)
+    q_all, c_all = torch.as_tensor(queries), torch.as_tensor(candidates)
+    q_all, c_all = (_unit_rows(q_all), _unit_rows(c_all)) if normalize else (q_all.float(), c_all.float())
     n_q, n_c = q_all.shape[0], c_all.shape[0]
     k = min(top_k, n_c)
     step = max(1, chunk_bytes // (_BYTES_PER_ELEMENT * max(n_c, 1)))

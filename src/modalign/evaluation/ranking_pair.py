@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalign.evaluation.ranking import _MAX_COUNTED, Positives, Ranking, _unit_rows, rank_candidates
+from modalign.evaluation.ranking import (
+    _MAX_COUNTED,
+    Positives,
+    Ranking,
+    _all_finite,
+    _unit_rows,
+    rank_candidates,
+)
 
 _COLUMN_BLOCK = 8192  # columns merged at once: bounds the merge's temporaries
 
@@ -72,12 +79,11 @@ def rank_both_directions(
 
     ``on_chunk`` gets (rows done, rows to do) over both passes when the directions are ranked one
     after the other, over ``a``'s rows when both come from one pass."""
-    a_t, b_t = torch.as_tensor(a).float(), torch.as_tensor(b).float()
-    if normalize:
-        a_t, b_t = _unit_rows(a_t), _unit_rows(b_t)
+    a_t, b_t = torch.as_tensor(a), torch.as_tensor(b)
+    a_t, b_t = (_unit_rows(a_t), _unit_rows(b_t)) if normalize else (a_t.float(), b_t.float())
     reverse = positives.transposed()
     common: dict[str, Any] = {"normalize": False, "chunk_bytes": chunk_bytes}
-    finite = bool(torch.isfinite(a_t).all() and torch.isfinite(b_t).all())
+    finite = _all_finite(a_t) and _all_finite(b_t)
     k = min(top_k, a_t.shape[0])
     counted = not reverse.n_queries or int(reverse.counts().max()) <= _MAX_COUNTED
     if not finite or k == 0 or b_t.shape[0] == 0 or counted:
