@@ -1,7 +1,7 @@
 """Time and peak memory of a retrieval-metric pass: modalign vs CLIP_benchmark, on the same embeddings.
 
 Run: ``python benchmarks/eval_speed.py`` (N = 1,000, 2,000 and 4,000 pairs side by side, then
-modalign alone at N = 100,000; about 15 minutes on one core). ``--sizes`` and ``--large`` change
+modalign alone at N = 100,000, minutes of CPU time on one core). ``--sizes`` and ``--large`` change
 the sizes, ``--large 0`` skips the big run, ``--json PATH`` writes every figure as one JSON object.
 
 Protocol (fixed before looking at results):
@@ -23,6 +23,8 @@ Protocol (fixed before looking at results):
   nDCG@10, MAP@100 and the mean/median rank as well (work CLIP_benchmark does not do);
   ``modalign R@k`` is the same call with ``map_at_100=False`` (the ranked list only 10 deep: no
   MAP@100), closer to CLIP_benchmark's work (with ranks by counting it costs about the same).
+- ``extra`` is conservative: the peak RSS may also hold the embedding generator's freed
+  temporaries (row blocks of 8,192).
 - Large run: progress lines on stderr (CPU time so far and projected to the end), also kept in
   the JSON (``large.progress``: [rows ranked, CPU s] every 2%).
 - Both sides check they agree: every R@k equal (scores are tie-free with random fp32 data).

@@ -7,6 +7,10 @@ A row with a non-finite value, or a score that is not finite, is *unscorable*: i
 finite score and an unscorable positive is never relevant, so NaN embeddings never score hits
 (a NaN query gets rank = number of candidates, a miss for every k).
 
+Speed: a query with few positives (paired data, a handful of captions per image) gets each
+positive's rank by counting the scores above it; only queries with many positives (matching on a
+label) need a top-K pass and a sort (:func:`_rank_finite`).
+
 Memory: the (Q, C) score matrix is never held: queries go in chunks sized so that one chunk's
 scores and masks stay near ``chunk_bytes`` (default 256 MB), whatever Q and C are.
 """
@@ -24,7 +28,7 @@ import torch
 _BYTES_PER_ELEMENT = 24
 _ROW_BLOCK = 4096  # embedding rows per block of the whole-matrix passes (normalise, finite check)
 # a query with at most this many positives is ranked by counting (two passes over its scores per
-# positive); beyond it one top-k pass (about 4 such passes at K = 100) and a sort are cheaper
+# positive); with more, one top-k pass and a sort cost less
 _MAX_COUNTED = 8
 
 
@@ -234,7 +238,7 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 def _all_finite(x: torch.Tensor) -> bool:
     """Whether every value of (N, D) ``x`` is finite, in row blocks (``torch.isfinite`` of a float
-    tensor builds an ``abs()`` copy of it: 8x the rows' size at once for the whole matrix)."""
+    tensor builds an ``abs()`` copy and masks of all of it at once)."""
     return all(bool(torch.isfinite(x[s : s + _ROW_BLOCK]).all()) for s in range(0, len(x), _ROW_BLOCK))
 
 
