@@ -1,7 +1,7 @@
 """Time and peak memory of a retrieval-metric pass: modalign vs CLIP_benchmark, on the same embeddings.
 
 Run: ``python benchmarks/eval_speed.py`` (N = 1,000, 2,000 and 4,000 pairs side by side, then
-modalign alone at N = 100,000; about 15 minutes on one core). ``--sizes`` and ``--large`` change
+modalign alone at N = 100,000, minutes of CPU time on one core). ``--sizes`` and ``--large`` change
 the sizes, ``--large 0`` skips the big run, ``--json PATH`` writes every figure as one JSON object.
 
 Protocol (fixed before looking at results):
@@ -16,12 +16,17 @@ Protocol (fixed before looking at results):
   ``scores = texts @ images.T``, a dense ``(N, N)`` positive-pair matrix, then
   ``batchify(recall_at_k, ...)`` per k and direction with batch size ``--batch`` (64, its
   dataloader default), ``> 0`` and mean.
-- modalign: ``modalign.evaluation.retrieval.retrieval_metrics_both`` (both directions from one
-  pass over the scores, as CLIP_benchmark also computes its score matrix once), ``positives`` as
-  index lists; it computes, in the same pass, precision/recall@k, MRR@10, nDCG@10, MAP@100 and
-  the mean/median rank as well (work CLIP_benchmark does not do); ``modalign R@k`` is the same call
-  with ``map_at_100=False`` (the ranked list only 10 deep: no MAP@100), closer to CLIP_benchmark's
-  work.
+- modalign: ``modalign.evaluation.retrieval.retrieval_metrics_both`` (both directions; with one
+  positive per query it ranks by counting and computes the score matrix once per direction, where
+  CLIP_benchmark computes it once and transposes it -- the second product is inside our timing),
+  ``positives`` as index lists; it computes, in the same pass, precision/recall@k, MRR@10,
+  nDCG@10, MAP@100 and the mean/median rank as well (work CLIP_benchmark does not do);
+  ``modalign R@k`` is the same call with ``map_at_100=False`` (the ranked list only 10 deep: no
+  MAP@100), closer to CLIP_benchmark's work (with ranks by counting it costs about the same).
+- ``extra`` is conservative: the peak RSS may also hold the embedding generator's freed
+  temporaries (row blocks of 8,192).
+- Large run: progress lines on stderr (CPU time so far and projected to the end), also kept in
+  the JSON (``large.progress``: [rows ranked, CPU s] every 2%).
 - Both sides check they agree: every R@k equal (scores are tie-free with random fp32 data).
 - Each (side, N) runs in a **fresh subprocess**. Time: wall clock of the metric pass (best of
   ``--repeats``), after the embeddings exist. Memory: ``extra`` = the child's peak RSS
@@ -85,17 +90,40 @@ def _clip_benchmark(images: Any, texts: Any, batch: int) -> dict[str, float]:
     return out
 
 
-def _modalign(images: Any, texts: Any, map_at_100: bool) -> dict[str, float]:
+def _progress_lines(trace: list[list[float]]) -> Any:
+    """An ``on_chunk`` callback: a line on stderr every 2% with the CPU time projected to the end."""
+    c0 = time.process_time()
+
+    def report(done: int, total: int) -> None:
+        cpu = time.process_time() - c0
+        if trace and 50 * done // total == 50 * trace[-1][0] // total and done < total:
+            return
+        trace.append([done, cpu])
+        print(
+            f"  {done:,}/{total:,} query rows ranked, {cpu:.0f} s CPU, "
+            f"projected {cpu * total / max(done, 1):.0f} s CPU",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report
+
+
+def _modalign(images: Any, texts: Any, map_at_100: bool, on_chunk: Any = None) -> dict[str, float]:
     from modalign.evaluation.retrieval import retrieval_metrics_both
 
     positives = [[i] for i in range(len(images))]
-    t2i, i2t = retrieval_metrics_both(texts, images, positives, KS, normalize=False, map_at_100=map_at_100)
+    t2i, i2t = retrieval_metrics_both(
+        texts, images, positives, KS, normalize=False, map_at_100=map_at_100, on_chunk=on_chunk
+    )
     return {
         f"{name}/R@{k}": m[f"R@{k}"] for name, m in (("text->image", t2i), ("image->text", i2t)) for k in KS
     }
 
 
-def child(side: str, n: int, dim: int, batch: int, repeats: int, threads: int) -> dict[str, Any]:
+def child(
+    side: str, n: int, dim: int, batch: int, repeats: int, threads: int, progress: bool = False
+) -> dict[str, Any]:
     """One measurement in this (fresh) process."""
     import torch
 
@@ -103,29 +131,30 @@ def child(side: str, n: int, dim: int, batch: int, repeats: int, threads: int) -
     images, texts = _embeddings(n, dim)
     before = _rss_kb()
     times, cpu, values = [], [], {}
+    trace: list[list[float]] = []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         if side == "clip_benchmark":
             values = _clip_benchmark(images, texts, batch)
         else:  # "modalign": every metric; "modalign_rk": R@k, precision/recall@k, MRR, nDCG (no MAP@100)
-            values = _modalign(images, texts, map_at_100=side == "modalign")
+            on_chunk = _progress_lines(trace) if progress else None
+            values = _modalign(images, texts, map_at_100=side == "modalign", on_chunk=on_chunk)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "seconds": min(times),
-        "cpu_s": min(cpu),
-        "extra_mb": max(peak - before, 0) / 1024,
-        "values": values,
-    }
+    extra_mb = max(peak - before, 0) / 1024
+    out = {"seconds": min(times), "cpu_s": min(cpu), "extra_mb": extra_mb, "values": values}
+    return out | ({"progress": trace} if progress else {})
 
 
-def run_child(side: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_child(side: str, n: int, args: argparse.Namespace, progress: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", side, "--n", str(n), "--dim", str(args.dim)]
     cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
-    cmd += ["--threads", str(args.threads)]
+    cmd += ["--threads", str(args.threads)] + (["--progress"] if progress else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    # progress lines go to our stderr as they come; the child's result is its last stdout line
+    err = None if progress else subprocess.PIPE
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -140,9 +169,11 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.n, args.dim, args.batch, args.repeats, args.threads)))
+        sides = (args.child, args.n, args.dim, args.batch, args.repeats, args.threads, args.progress)
+        print(json.dumps(child(*sides)))
         return
     print(f"Recall@{{1,5,10}} both directions, N pairs, D={args.dim}, fp32, {args.threads} thread(s)")
     print("s = wall clock (cpu = process CPU time) of the metric pass, best of", args.repeats)
@@ -175,13 +206,15 @@ def main() -> None:
     large = None
     if args.large:
         args.repeats = 1
-        r = run_child("modalign", args.large, args)  # every metric, both directions
+        print(f"\nmodalign alone, N = {args.large:,} (progress on stderr):", file=sys.stderr)
+        r = run_child("modalign", args.large, args, progress=True)  # every metric, both directions
         large = {
             "n": args.large,
             "modalign_s": r["seconds"],
             "modalign_cpu_s": r["cpu_s"],
             "modalign_extra_mb": r["extra_mb"],
             "values": r["values"],
+            "progress": r["progress"],
         }
         print(
             f"modalign alone, N = {args.large:,}, both directions: {r['seconds']:.1f} s "

@@ -66,6 +66,10 @@ def test_report_json_has_every_metric_with_ci_and_chance(evaluated: Path, run: P
     assert {"lp_acc1", "lp_mean_per_class_recall", "weight_decay"} <= {
         k.rpartition("/")[2] for k in report if k.startswith("linear_probe/image/")
     }
+    lo, hi = report["ci95"]["linear_probe/image/lp_acc1"]  # bootstrap over test samples
+    assert 0 <= lo <= report["linear_probe/image/lp_acc1"] <= hi <= 1
+    assert report["chance"]["linear_probe/image/lp_acc1"] == pytest.approx(1 / 4)  # 4 classes
+    assert "linear_probe/image/weight_decay" not in report["ci95"]
     assert (evaluated / "per_query.npz").is_file()
     table = {
         k.removeprefix("robustness/corruption/") for k in report if k.startswith("robustness/corruption/")
@@ -201,3 +205,46 @@ def test_train_seconds_add_up_over_resume_segments(dataset: Path, tmp_path: Path
     assert first == pytest.approx(lines[-1]["train_seconds"], abs=0.05)
     assert total == pytest.approx(after[-1]["train_seconds"], abs=0.05)
     assert after[-1]["train_seconds"] > lines[-1]["train_seconds"]
+
+
+def test_blind_pairs_against_the_model_itself_list_every_pair_and_score_mmvp_style(
+    run: Path, dataset: Path, tmp_path: Path
+) -> None:
+    from modalign.data.loading import load_split, open_manifest
+    from modalign.data.manifest import cell
+    from modalign.evaluation.evaluate import embed_samples
+    from modalign.model import load
+
+    out = tmp_path / "blind"
+    model_dir = str(run / "model")
+    args = ["eval", model_dir, "--data", str(dataset), "--out", str(out), "--blind-pairs", model_dir]
+    # the model as its own reference: cos > -1 here and < 1 there holds for every two distinct
+    # items, and every pair disagrees by exactly 0, so the first pairs in row-major order are kept
+    result = CliRunner().invoke(app, [*args, "--blind-thresholds", "-1", "1", "--blind-max-pairs", "7"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    model = load(run / "model")
+    manifest = open_manifest(dataset)
+    samples = load_split(manifest, model.sources(), "test", show_progress=False)
+    emb = embed_samples(model, samples)
+    texts = [cell(manifest.rows[r], "text") for r in samples.rows]
+    ids = list(samples.ids)
+    for item in ("image", "audio"):
+        rows = [i for i in range(len(ids)) if samples.present(item)[i] and samples.present("text")[i]]
+        want = [(i, j) for a, i in enumerate(rows) for j in rows[a + 1 :] if texts[i] != texts[j]][:7]
+        assert report["meta"]["blind_pairs"][f"{item}->text"] == [[ids[i], ids[j]] for i, j in want]
+
+        def p_own(x: int, y: int, t: int, item: str = item) -> float:
+            """MMVP: softmax over the two items of 100 cos(item, statement t), for item x."""
+            e, s = emb[item].astype(np.float64), emb["text"][t].astype(np.float64)
+            logits = 100 * np.array([e[x] @ s, e[y] @ s])
+            return float(np.exp(logits[0] - logits.max()) / np.exp(logits - logits.max()).sum())
+
+        right = [p_own(i, j, i) > 0.5 and p_own(j, i, j) > 0.5 for i, j in want]
+        key = f"blind_pairs/{item}->text"
+        assert report[f"{key}/n_pairs"] == 7
+        assert report[f"{key}/score"] == pytest.approx(100 * np.mean(right))
+        assert report["chance"][f"{key}/score"] == 25.0 and f"{key}/score" in report["ci95"]
+    assert "CLIP-blind pairs" in (out / "report.html").read_text()
+    bad = CliRunner().invoke(app, [*args, "--blind-thresholds", "2", "0.6"])
+    assert bad.exit_code == 2 and "--blind-thresholds: hi = 2.0 is not a cosine" in bad.output

@@ -78,7 +78,7 @@ def test_linear_probe_matches_a_scikit_learn_oracle_and_searches_the_documented_
         return real(x, y, c, wd, s)
 
     monkeypatch.setattr(lp, "train_probe", spy)
-    m = lp.linear_probe(tx, ty, sx, sy, vx, vy)
+    m = lp.linear_probe(tx, ty, sx, sy, vx, vy).metrics
     coarse = [lp.WEIGHT_DECAYS[i] for i in range(0, 97, 16)]
     assert tried[:7] == coarse  # the 7 coarse points are exact members of the 97-point grid
     assert m["weight_decay"] in lp.WEIGHT_DECAYS and tried[-1] == m["weight_decay"]  # final fit
@@ -108,6 +108,10 @@ def test_blind_pairs_are_mined_blockwise_and_scored_mmvp_style() -> None:
         assert mine_blind_pairs(a, b, block=block) == want
     top = mine_blind_pairs(a, b, top_k=2)
     assert top == sorted(want, key=lambda p: -(ca[p] - cb[p]))[:2]
+    assert mine_blind_pairs(a, b, top_k=2, block=3) == top  # only the best 2 held between blocks
+    groups = ["x"] * 40
+    groups[17] = "y"  # same group never pairs: only pairs with item 17 remain
+    assert mine_blind_pairs(a, b, groups=groups) == [p for p in want if 17 in p]
     # MMVP: a pair counts only when both statements pick their own item; a tie is wrong
     items = np.eye(4)
     statements = np.array([[1, 0.2, 0, 0], [0.3, 1, 0, 0], [0, 0, 1, 0.5], [0, 0, 0.5, 1]])

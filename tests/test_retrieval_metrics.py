@@ -59,7 +59,9 @@ def naive_metrics(scores: np.ndarray, positives: list[list[int]], ks: tuple[int,
     return out
 
 
-def random_case(seed: int, n_q: int = 23, n_c: int = 31, ties: bool = False) -> tuple[np.ndarray, ...]:
+def random_case(
+    seed: int, n_q: int = 23, n_c: int = 31, ties: bool = False, max_positives: int = 4
+) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     if ties:
         # signed one-hot rows: scores are exactly -1, 0 or 1 however a matmul rounds or chunks
@@ -71,7 +73,7 @@ def random_case(seed: int, n_q: int = 23, n_c: int = 31, ties: bool = False) -> 
         c = rng.standard_normal((n_c, 6)).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         c /= np.linalg.norm(c, axis=1, keepdims=True)
-    n_pos = rng.integers(0, 5, n_q)  # 0 to 4 positives, some queries without any
+    n_pos = rng.integers(0, max_positives + 1, n_q)  # some queries without any positive
     positives = [sorted(rng.choice(n_c, n, replace=False).tolist()) for n in n_pos]
     return q, c, positives  # type: ignore[return-value]
 
@@ -83,10 +85,11 @@ def scores_as_library(q: np.ndarray, c: np.ndarray) -> np.ndarray:
     return (qt @ ct.T).numpy()
 
 
+@pytest.mark.parametrize("max_positives", [4, 14])  # ranked by counting; or mixed with top-k rows
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_every_metric_matches_its_brute_force_definition(seed: int, ties: bool) -> None:
-    q, c, positives = random_case(seed, ties=ties)
+def test_every_metric_matches_its_brute_force_definition(seed: int, ties: bool, max_positives: int) -> None:
+    q, c, positives = random_case(seed, ties=ties, max_positives=max_positives)
     ks = (1, 3, 5, 10)
     got = retrieval_metrics(q, c, positives, ks, chunk_bytes=2000)  # a few queries per chunk
     want = naive_metrics(scores_as_library(q, c), positives, ks)
@@ -94,6 +97,34 @@ def test_every_metric_matches_its_brute_force_definition(seed: int, ties: bool) 
         assert got[key] == pytest.approx(value, abs=1e-12), key
     assert got["n_queries"] == sum(1 for p in positives if p)
     assert got["n_queries_without_positive"] == sum(1 for p in positives if not p)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ranks_by_counting_equal_ranks_by_top_k(ties: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modalign.evaluation import ranking
+
+    q, c, positives = random_case(7, n_q=60, n_c=45, ties=ties, max_positives=12)
+    keys_q, keys_c = [i % 5 for i in range(60)], [j % 4 for j in range(45)]
+    for pos in (ranking.as_positives(positives, 60, 45), ranking.KeyPositives(keys_q, keys_c)):
+        got = []
+        for most in (-1, 10**9):  # every query by top-k, then every query by counting
+            monkeypatch.setattr(ranking, "_MAX_COUNTED", most)
+            got.append(ranking.rank_candidates(q, c, pos, 20, chunk_bytes=24 * 45 * 7))
+        by_top_k, by_counting = got
+        assert (by_counting.best_rank == by_top_k.best_rank).all()
+        assert (by_counting.top_relevant == by_top_k.top_relevant).all()
+        assert by_counting.top_relevant.any()
+
+
+def test_positive_pairs_list_the_positive_mask() -> None:
+    from modalign.evaluation.ranking import IndexPositives, KeyPositives
+
+    keys = KeyPositives([3, 1, 3, 2, 9], [1, 3, 3, 0, 1, 3])
+    for pos in (keys, IndexPositives([[4], [], [0, 5], [2, 1]], 6)):
+        n = pos.n_queries
+        rows, cand = pos.pairs(1, n)
+        mask = pos.chunk(1, n)
+        assert torch.equal(torch.stack([rows, cand], 1), mask.nonzero())  # by query, then candidate
 
 
 def test_ties_go_to_the_lower_candidate_index() -> None:
@@ -123,13 +154,15 @@ def test_both_directions_from_one_pass_equal_two_passes(ties: bool, chunk_bytes:
     q, c, positives = random_case(6, n_q=40, n_c=50, ties=ties)
     reverse = [[i for i, p in enumerate(positives) if j in p] for j in range(50)]
     keys_q, keys_c = [i % 7 for i in range(40)], [j % 9 for j in range(50)]
+    few_q, few_c = [i % 3 for i in range(40)], [j % 2 for j in range(50)]  # > 8 positives: top-k merge
     for pos, rev in (
         (positives, reverse),
         (KeyPositives(keys_q, keys_c), [[i for i in range(40) if keys_q[i] == keys_c[j]] for j in range(50)]),
+        (KeyPositives(few_q, few_c), [[i for i in range(40) if few_q[i] == few_c[j]] for j in range(50)]),
     ):
         (ab, _), (ba, r_ba) = retrieval_per_query_both(q, c, pos, (1, 5, 10), chunk_bytes=chunk_bytes)
         assert isinstance(IndexPositives([[0]], 1).transposed(), IndexPositives)
-        want_ab = retrieval_metrics(q, c, pos if isinstance(pos, list) else KeyPositives(keys_q, keys_c))
+        want_ab = retrieval_metrics(q, c, pos)
         want_ba = retrieval_metrics(c, q, rev)
         got_ab = {k: float(v.mean()) for k, v in ab.items() if k != "rank"}
         got_ba = {k: float(v.mean()) for k, v in ba.items() if k != "rank"}
@@ -151,6 +184,21 @@ def test_non_finite_rows_never_score() -> None:
     want = naive_metrics(scores, positives, (1, 8))
     assert m["R@8"] == pytest.approx(want["R@8"]) == pytest.approx(4 / 6)
     assert m["mean_rank"] == pytest.approx(want["mean_rank"])
+
+
+def test_row_blocks_of_normalising_and_checking_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modalign.evaluation import ranking
+    from modalign.evaluation.retrieval import retrieval_metrics_both
+
+    q, c, positives = random_case(8, n_q=30, n_c=25)
+    q[3], c[4, 1], q[5] = np.nan, np.inf, 0.0  # unscorable rows: NaN, inf, zero norm
+    want = [retrieval_metrics(q, c, positives), *retrieval_metrics_both(q, c, positives)]
+    monkeypatch.setattr(ranking, "_ROW_BLOCK", 4)  # 8 and 7 blocks of rows
+    got = [retrieval_metrics(q, c, positives), *retrieval_metrics_both(q, c, positives)]
+    np.testing.assert_equal(got, want)
+    assert want[0]["n_queries"] == sum(1 for p in positives if p) and want[0]["R@10"] < 1
 
 
 def test_bad_positives_are_refused_with_the_query_named() -> None:

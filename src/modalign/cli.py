@@ -174,6 +174,18 @@ def eval_(
         min=0,
         help="DataLoader workers of a streamed split (default: the run's data.workers)",
     ),
+    blind_pairs: Path | None = typer.Option(
+        None,
+        "--blind-pairs",
+        help="a reference model directory: mine pairs this model finds near-identical and the "
+        "reference different (CLIP-blind pairs), score them MMVP-style with each item's text",
+    ),
+    blind_thresholds: tuple[float, float] = typer.Option(
+        (0.95, 0.6), "--blind-thresholds", help="HI LO: pairs with cosine > HI here and < LO in the reference"
+    ),
+    blind_max_pairs: int = typer.Option(
+        1000, "--blind-max-pairs", help="keep the pairs of largest disagreement"
+    ),
 ) -> None:
     """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
     from modalign.errors import ConfigError, ModalignError
@@ -200,6 +212,9 @@ def eval_(
             templates=tuple(prompt_template),
             source=source,
             workers=workers,
+            blind_reference=blind_pairs,
+            blind_thresholds=blind_thresholds,
+            blind_max_pairs=blind_max_pairs,
         )
     except ModalignError as e:
         _fail(e)

@@ -14,6 +14,8 @@ pairs / pairs × 100; random guessing scores 25.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
 import numpy as np
 
 
@@ -29,31 +31,41 @@ def mine_blind_pairs(
     lo: float = 0.6,
     top_k: int | None = None,
     block: int = 1024,
+    groups: Sequence[Hashable] | None = None,
 ) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, with ``cos_A(i, j) > hi`` and ``cos_B(i, j) < lo``.
 
     Args:
         emb_a, emb_b: (N, D_a), (N, D_b) embeddings of the same N items in two spaces.
-        top_k: keep the ``top_k`` pairs of largest ``cos_A − cos_B`` (ties: row-major order).
+        top_k: keep the ``top_k`` pairs of largest ``cos_A − cos_B`` (ties: row-major order);
+            only that many are held between blocks.
         block: rows per block.
+        groups: (N,) items of the same group never pair (e.g. items with the same statement, which
+            MMVP scoring could never tell apart).
 
     Raises:
-        ValueError: the two spaces embed different numbers of items.
+        ValueError: the two spaces (or ``groups``) cover different numbers of items.
     """
     a, b = _unit(emb_a), _unit(emb_b)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"emb_a has {a.shape[0]} items, emb_b {b.shape[0]}: the same items are needed")
-    found: list[tuple[int, int, float]] = []
     n = a.shape[0]
+    if b.shape[0] != n or (groups is not None and len(groups) != n):
+        raise ValueError(
+            f"emb_a has {n} items, emb_b {b.shape[0]}"
+            + ("" if groups is None else f", groups {len(groups)}")
+            + ": the same items are needed"
+        )
+    codes: dict[Hashable, int] = {}
+    group = np.array([codes.setdefault(g, len(codes)) for g in groups] if groups is not None else range(n))
+    found: list[tuple[int, int, float]] = []
     for start in range(0, n, block):
         ca = a[start : start + block] @ a.T  # (blk, N)
         cb = b[start : start + block] @ b.T
         rows = np.arange(start, min(start + block, n))[:, None]
-        hit = (ca > hi) & (cb < lo) & (np.arange(n)[None, :] > rows)
+        hit = (ca > hi) & (cb < lo) & (np.arange(n)[None, :] > rows) & (group[None, :] != group[rows])
         for r, j in zip(*np.nonzero(hit)):
             found.append((int(start + r), int(j), float(ca[r, j] - cb[r, j])))
-    if top_k is not None:
-        found = sorted(found, key=lambda p: -p[2])[:top_k]  # stable: row-major among equal gaps
+        if top_k is not None:
+            found = sorted(found, key=lambda p: -p[2])[:top_k]  # stable: row-major among equal gaps
     return [(i, j) for i, j, _ in found]
 
 

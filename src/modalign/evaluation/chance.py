@@ -76,3 +76,13 @@ def zero_shot_chance(n_classes: int) -> dict[str, float]:
         "top5_accuracy": min(5, n_classes) / n_classes,
         "mean_per_class_recall": 1.0 / n_classes,
     }
+
+
+def linear_probe_chance(n_classes: int) -> dict[str, float]:
+    """:func:`zero_shot_chance` under the linear probe's names (``lp_acc1`` ...)."""
+    names = {
+        "accuracy": "lp_acc1",
+        "top5_accuracy": "lp_acc5",
+        "mean_per_class_recall": "lp_mean_per_class_recall",
+    }
+    return {names[k]: v for k, v in zero_shot_chance(n_classes).items()}

@@ -189,6 +189,13 @@ def _table_sections(ctx: _Context) -> list[str]:
         singles = [g for g in geo if "-" not in g]
         if singles:
             parts.append(_singles(ctx, singles))
+    if ctx.groups("blind_pairs/"):
+        parts.append(
+            "<h2>CLIP-blind pairs</h2><p><small>pairs of items this model finds near-identical and the "
+            "reference model different; score = % of pairs where both items' texts pick their own "
+            "item (MMVP; chance 25).</small></p>"
+            + ctx.grid("blind_pairs/", ["score", "n_pairs"], "items → texts")
+        )
     pred = {k.removeprefix("predict/"): v for k, v in ctx.metrics.items() if k.startswith("predict/")}
     if pred:
         parts.append("<h2>Prediction</h2>" + _table(["metric", "value"], sorted(pred.items())))

@@ -93,6 +93,24 @@ def choose_weight_decay(
     return WEIGHT_DECAYS[best]
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe's test metrics and what their bootstrap intervals and chance levels need.
+
+    Attributes:
+        metrics: ``lp_acc1``, ``lp_acc5`` (NaN with < 5 classes), ``lp_mean_per_class_recall``,
+            ``weight_decay``.
+        per_sample: ``lp_acc1`` and ``lp_acc5`` (N,) hits; ``lp_mean_per_class_recall`` (N', 2)
+            rows of (hit, class) of the test samples whose label is a training class (the form of
+            :func:`~modalign.evaluation.zero_shot.zero_shot_per_sample`).
+        n_classes: classes the probe chooses among.
+    """
+
+    metrics: dict[str, float]
+    per_sample: dict[str, np.ndarray]
+    n_classes: int
+
+
 def linear_probe(
     train_x: np.ndarray,
     train_y: Sequence[Hashable],
@@ -101,9 +119,9 @@ def linear_probe(
     val_x: np.ndarray | None = None,
     val_y: Sequence[Hashable] | None = None,
     settings: ProbeSettings | None = None,
-) -> dict[str, float]:
-    """``lp_acc1``, ``lp_acc5`` (NaN with < 5 classes), ``lp_mean_per_class_recall``,
-    ``weight_decay``; test labels unseen in training count as misses."""
+) -> ProbeResult:
+    """Train the probe (weight decay chosen on the validation split when given) and test it;
+    test labels unseen in training count as misses."""
     s = settings or ProbeSettings()
     classes = sorted({*train_y, *(val_y or [])}, key=lambda c: (str(type(c)), c))  # type: ignore[type-var]
     index = {c: i for i, c in enumerate(classes)}
@@ -126,11 +144,16 @@ def linear_probe(
     rank = torch.where(y >= 0, ahead.sum(1), len(classes)).numpy()
     known = y.numpy() >= 0
     hit1 = (rank < 1).astype(np.float64)
-    return {
+    per_sample = {
+        "lp_acc1": hit1,
+        "lp_mean_per_class_recall": np.stack([hit1[known], y.numpy()[known]], 1).astype(np.float64),
+    }
+    if len(classes) >= 5:
+        per_sample["lp_acc5"] = (rank < 5).astype(np.float64)
+    metrics = {
         "lp_acc1": float(hit1.mean()),
-        "lp_acc5": float((rank < 5).mean()) if len(classes) >= 5 else float("nan"),
-        "lp_mean_per_class_recall": balanced_recall(
-            np.stack([hit1[known], y.numpy()[known]], 1).astype(np.float64)
-        ),
+        "lp_acc5": float(per_sample["lp_acc5"].mean()) if "lp_acc5" in per_sample else float("nan"),
+        "lp_mean_per_class_recall": balanced_recall(per_sample["lp_mean_per_class_recall"]),
         "weight_decay": wd,
     }
+    return ProbeResult(metrics, per_sample, len(classes))

@@ -7,6 +7,10 @@ A row with a non-finite value, or a score that is not finite, is *unscorable*: i
 finite score and an unscorable positive is never relevant, so NaN embeddings never score hits
 (a NaN query gets rank = number of candidates, a miss for every k).
 
+Speed: a query with few positives (paired data, a handful of captions per image) gets each
+positive's rank by counting the scores above it; only queries with many positives (matching on a
+label) need a top-K pass and a sort (:func:`_rank_finite`).
+
 Memory: the (Q, C) score matrix is never held: queries go in chunks sized so that one chunk's
 scores and masks stay near ``chunk_bytes`` (default 256 MB), whatever Q and C are.
 """
@@ -15,12 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
 # bytes per score-matrix element held at once in a chunk (scores, sort key, masks, comparisons)
 _BYTES_PER_ELEMENT = 24
+_ROW_BLOCK = 4096  # embedding rows per block of the whole-matrix passes (normalise, finite check)
+# a query with at most this many positives is ranked by counting (two passes over its scores per
+# positive); with more, one top-k pass and a sort cost less
+_MAX_COUNTED = 8
 
 
 class Positives:
@@ -35,6 +44,11 @@ class Positives:
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """(stop - start, K) whether candidate ``cand[i, j]`` is a positive of query ``start + i``."""
+        raise NotImplementedError
+
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        """(query - start, candidate) of every positive of queries ``start:stop``, two (P,) int64
+        tensors ordered by query, then by candidate."""
         raise NotImplementedError
 
     def transposed(self) -> Positives:  # pragma: no cover - interface
@@ -65,6 +79,20 @@ class KeyPositives(Positives):
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         return self.qk[start:stop, None] == self.ck[cand]
+
+    @cached_property
+    def _by_key(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate indices grouped by key (ascending index within a key), and their keys."""
+        order = torch.argsort(self.ck, stable=True)
+        return order, self.ck[order]
+
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        by_key, keys = self._by_key
+        q = self.qk[start:stop]
+        lo = torch.searchsorted(keys, q)
+        n = torch.searchsorted(keys, q, right=True) - lo  # (q,) positives of each query
+        rows = torch.repeat_interleave(torch.arange(stop - start), n)
+        return rows, by_key[torch.from_numpy(_ranges(lo.numpy(), n.numpy()))]
 
     def _with(self, qk: torch.Tensor, ck: torch.Tensor) -> KeyPositives:
         out = KeyPositives([], [])
@@ -99,24 +127,24 @@ class IndexPositives(Positives):
         self.indices = torch.tensor([i for s in sets for i in s], dtype=torch.int64)
         self.n_queries, self.n_candidates = len(sets), n_candidates
 
-    def chunk(self, start: int, stop: int) -> torch.Tensor:
+    def pairs(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = int(self.indptr[start]), int(self.indptr[stop])
         rows = torch.repeat_interleave(
             torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
         )
+        return rows, self.indices[lo:hi]
+
+    def chunk(self, start: int, stop: int) -> torch.Tensor:
         mask = torch.zeros(stop - start, self.n_candidates, dtype=torch.bool)
-        mask[rows, self.indices[lo:hi]] = True
+        mask[self.pairs(start, stop)] = True
         return mask
 
     def member(self, start: int, stop: int, cand: torch.Tensor) -> torch.Tensor:
         # (query, candidate) pairs as one sorted int64 code each: membership by binary search
-        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-        if hi == lo:
+        rows, cols = self.pairs(start, stop)
+        if len(rows) == 0:
             return torch.zeros(cand.shape, dtype=torch.bool)
-        rows = torch.repeat_interleave(
-            torch.arange(stop - start), torch.from_numpy(np.diff(self.indptr[start : stop + 1]))
-        )
-        codes = rows * self.n_candidates + self.indices[lo:hi]  # ascending (CSR order)
+        codes = rows * self.n_candidates + cols  # ascending (CSR order)
         wanted = (torch.arange(stop - start)[:, None] * self.n_candidates + cand).contiguous()  # (q, K)
         at = torch.searchsorted(codes, wanted).clamp_max(len(codes) - 1)
         return codes[at] == wanted
@@ -127,14 +155,9 @@ class IndexPositives(Positives):
     def subset(self, rows: np.ndarray) -> IndexPositives:
         rows = np.asarray(rows, np.int64)
         lengths = np.diff(self.indptr)[rows]
-        ends = np.cumsum(lengths)
-        # position of each kept entry in ``indices``: its row's start plus its place in the row
-        at = np.repeat(self.indptr[rows] - (ends - lengths), lengths) + np.arange(
-            int(ends[-1]) if len(ends) else 0
-        )
         out = IndexPositives([], self.n_candidates)
-        out.indptr = np.concatenate([[0], ends]).astype(np.int64)
-        out.indices = self.indices[torch.from_numpy(at)]
+        out.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        out.indices = self.indices[torch.from_numpy(_ranges(self.indptr[rows], lengths))]
         out.n_queries = len(rows)
         return out
 
@@ -148,6 +171,14 @@ class IndexPositives(Positives):
             for c in cands:
                 lists[c].append(q)
         return IndexPositives(lists, self.n_queries)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concat(arange(s, s + n) for s, n in zip(starts, lengths))`` without a Python loop."""
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts, np.int64) - (ends - lengths), lengths) + np.arange(
+        int(ends[-1]) if len(ends) else 0
+    )
 
 
 def as_positives(positives: object, n_queries: int, n_candidates: int) -> Positives:
@@ -194,11 +225,21 @@ class Ranking:
 
 
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit length; rows with a non-finite value or zero norm become NaN."""
-    x = x.float()
-    norm = x.norm(dim=1, keepdim=True)
-    ok = torch.isfinite(x).all(1, keepdim=True) & (norm > 0) & torch.isfinite(norm)
-    return torch.where(ok, x / norm.clamp_min(1e-30), torch.tensor(float("nan")))
+    """(N, D) float32 rows scaled to unit length; rows with a non-finite value or zero norm become
+    NaN. In row blocks: one output copy and no (N, D) temporaries."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for s in range(0, len(x), _ROW_BLOCK):
+        b = x[s : s + _ROW_BLOCK].float()
+        norm = b.norm(dim=1, keepdim=True)
+        ok = torch.isfinite(b).all(1, keepdim=True) & (norm > 0) & torch.isfinite(norm)
+        out[s : s + _ROW_BLOCK] = torch.where(ok, b / norm.clamp_min(1e-30), torch.tensor(float("nan")))
+    return out
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of (N, D) ``x`` is finite, in row blocks (``torch.isfinite`` of a float
+    tensor builds an ``abs()`` copy and masks of all of it at once)."""
+    return all(bool(torch.isfinite(x[s : s + _ROW_BLOCK]).all()) for s in range(0, len(x), _ROW_BLOCK))
 
 
 def rank_candidates(
@@ -223,10 +264,8 @@ def rank_candidates(
         on_scores: called with every (q, C) score chunk and its first query's index (the reverse
             direction's ranking reads the same scores: :mod:`modalign.evaluation.ranking_pair`).
     """
-    q_all = torch.as_tensor(queries).float()
-    c_all = torch.as_tensor(candidates).float()
-    if normalize:
-        q_all, c_all = _unit_rows(q_all), _unit_rows(c_all)
+    q_all, c_all = torch.as_tensor(queries), torch.as_tensor(candidates)
+    q_all, c_all = (_unit_rows(q_all), _unit_rows(c_all)) if normalize else (q_all.float(), c_all.float())
     n_q, n_c = q_all.shape[0], c_all.shape[0]
     k = min(top_k, n_c)
     step = max(1, chunk_bytes // (_BYTES_PER_ELEMENT * max(n_c, 1)))
@@ -261,6 +300,63 @@ def _rank_exhaustive(
 
 
 def _rank_finite(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """The result of :func:`_rank_exhaustive` for finite scores: queries with at most
+    ``_MAX_COUNTED`` positives by :func:`_rank_by_counting`, the others by :func:`_rank_top_k`."""
+    many = positives.counts()[start:stop] > _MAX_COUNTED
+    if not many.any():
+        return _rank_by_counting(s, k, positives, start, stop)
+    if many.all():
+        return _rank_top_k(s, k, positives, start, stop, cand_idx)
+    best, top = np.empty(len(s), np.int64), np.zeros((len(s), k), bool)
+    rows = np.flatnonzero(many)
+    sub = positives.subset(rows + start)
+    best[rows], top[rows] = _rank_top_k(s[torch.from_numpy(rows)], k, sub, 0, len(rows), cand_idx)
+    rows = np.flatnonzero(~many)
+    sub = positives.subset(rows + start)
+    best[rows], top[rows] = _rank_by_counting(s[torch.from_numpy(rows)], k, sub, 0, len(rows))
+    return best, top
+
+
+def _rank_by_counting(
+    s: torch.Tensor, k: int, positives: Positives, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ranks of every positive of finite scores, by counting: no top-k, no sort.
+
+    Positive ``p`` of a query is at place ``#{c: S_c > S_p} + #{c < p: S_c = S_p}`` of its
+    ranking, so the first k places hold exactly the positives whose rank is below k. Each positive
+    costs two comparisons of its score with the query's C scores (the index term only for a
+    positive tied with another candidate); NumPy's compare-and-sum is used as it is several times
+    faster than torch's for this on CPU.
+    """
+    scores = s.numpy()  # (q, C), shares memory
+    n_q, n_c = scores.shape
+    rows_t, cand_t = positives.pairs(start, stop)
+    rows, cand = rows_t.numpy(), cand_t.numpy()
+    n_pos = np.bincount(rows, minlength=n_q)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(n_pos) - n_pos, n_pos)  # place within the row
+    rank = np.empty(len(rows), np.int64)
+    for j in range(int(n_pos.max()) if len(rows) else 0):
+        at = np.flatnonzero(slot == j)  # the j-th positive of every query that has one
+        q = rows[at]
+        block = scores if len(q) == n_q else scores[q]  # (q', C)
+        p_score = scores[q, cand[at]][:, None]  # (q', 1)
+        above = (block > p_score).sum(1)
+        tied = np.flatnonzero((block == p_score).sum(1) > 1)  # another candidate shares the score
+        if len(tied):
+            before = np.arange(n_c) < cand[at[tied], None]
+            above[tied] += ((block[tied] == p_score[tied]) & before).sum(1)
+        rank[at] = above
+    best = np.full(n_q, n_c, np.int64)
+    np.minimum.at(best, rows, rank)
+    top = np.zeros((n_q, k), bool)
+    inside = rank < k
+    top[rows[inside], rank[inside]] = True
+    return best, top
+
+
+def _rank_top_k(
     s: torch.Tensor, k: int, positives: Positives, start: int, stop: int, cand_idx: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same result as :func:`_rank_exhaustive` for finite scores, without (q, C) masks.

@@ -6,7 +6,12 @@ from every chunk the columns keep their running top-K rows (merged chunk by chun
 ordered by lower row index, the rule of :mod:`modalign.evaluation.ranking`), so the score matrix
 is computed once instead of twice. Columns whose best positive is not among their top K, or where
 a tie crossed a chunk's cut, are ranked again exactly on their own (few for a useful model).
-With any unscorable row the two directions are simply ranked one after the other.
+
+The two directions are simply ranked one after the other (two matrix products) with any
+unscorable row, and when no query of ``B -> A`` has more than ``ranking._MAX_COUNTED`` positives:
+ranks by counting (:func:`~modalign.evaluation.ranking.rank_candidates`) then cost a second
+matrix product plus two comparisons per positive, several times less than the column top-K merge
+(``benchmarks/eval_speed.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalign.evaluation.ranking import Positives, Ranking, _unit_rows, rank_candidates
+from modalign.evaluation.ranking import (
+    _MAX_COUNTED,
+    Positives,
+    Ranking,
+    _all_finite,
+    _unit_rows,
+    rank_candidates,
+)
 
 _COLUMN_BLOCK = 8192  # columns merged at once: bounds the merge's temporaries
 
@@ -63,17 +75,23 @@ def rank_both_directions(
     chunk_bytes: int = 128 * 2**20,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[Ranking, Ranking]:
-    """Rankings of ``a -> b`` and ``b -> a`` (``positives`` as seen from ``a``'s rows)."""
-    a_t, b_t = torch.as_tensor(a).float(), torch.as_tensor(b).float()
-    if normalize:
-        a_t, b_t = _unit_rows(a_t), _unit_rows(b_t)
+    """Rankings of ``a -> b`` and ``b -> a`` (``positives`` as seen from ``a``'s rows).
+
+    ``on_chunk`` gets (rows done, rows to do) over both passes when the directions are ranked one
+    after the other, over ``a``'s rows when both come from one pass."""
+    a_t, b_t = torch.as_tensor(a), torch.as_tensor(b)
+    a_t, b_t = (_unit_rows(a_t), _unit_rows(b_t)) if normalize else (a_t.float(), b_t.float())
     reverse = positives.transposed()
     common: dict[str, Any] = {"normalize": False, "chunk_bytes": chunk_bytes}
-    finite = bool(torch.isfinite(a_t).all() and torch.isfinite(b_t).all())
+    finite = _all_finite(a_t) and _all_finite(b_t)
     k = min(top_k, a_t.shape[0])
-    if not finite or k == 0 or b_t.shape[0] == 0:
-        forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=on_chunk, **common)
-        return forward, rank_candidates(b_t, a_t, reverse, top_k, **common)
+    counted = not reverse.n_queries or int(reverse.counts().max()) <= _MAX_COUNTED
+    if not finite or k == 0 or b_t.shape[0] == 0 or counted:
+        n_a, total = a_t.shape[0], a_t.shape[0] + b_t.shape[0]
+        first = None if on_chunk is None else lambda done, _: on_chunk(done, total)
+        second = None if on_chunk is None else lambda done, _: on_chunk(n_a + done, total)
+        forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=first, **common)
+        return forward, rank_candidates(b_t, a_t, reverse, top_k, on_chunk=second, **common)
     columns = _ColumnTopK(b_t.shape[0], k)
     forward = rank_candidates(a_t, b_t, positives, top_k, on_chunk=on_chunk, on_scores=columns.add, **common)
     n_b, n_a = b_t.shape[0], a_t.shape[0]

@@ -86,6 +86,7 @@ def print_table(metrics: dict[str, float], title: str = "evaluation") -> None:
         "robustness/mcar/",
         f"{title}: missing completely at random (rate/task/metric)",
     )
+    _prefix_table(console, metrics, "blind_pairs/", f"{title}: CLIP-blind pairs (MMVP score, chance 25)")
     zs = sorted(k for k in metrics if k.startswith("zeroshot/"))
     if zs:
         table = Table(title=f"{title}: zero-shot")

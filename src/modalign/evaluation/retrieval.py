@@ -21,7 +21,8 @@ arXiv 2103.00020), open_clip (Cherti et al., arXiv 2212.07143), sentence-transfo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 from modalign.evaluation.ranking import Ranking, as_positives, rank_candidates
 
 NDCG_K, MRR_K, MAP_K = 10, 10, 100
+_MAP_ROWS = 8192  # queries per block of the MAP@100 sums
 
 
 def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
@@ -40,7 +42,7 @@ def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[
     """
     keep = ranking.n_positives > 0
     rank = ranking.best_rank[keep]
-    rel = ranking.top_relevant[keep].astype(np.float64)  # (Q', K)
+    rel = ranking.top_relevant[keep]  # (Q', K) bool: float64 only in row blocks (MAP@100)
     n_r = ranking.n_positives[keep].astype(np.float64)
     out: dict[str, np.ndarray] = {"rank": rank.astype(np.float64)}
     for k in ks:
@@ -53,9 +55,12 @@ def per_query_metrics(ranking: Ranking, ks: Sequence[int] = (1, 5, 10)) -> dict[
     ideal = np.cumsum(discount)[np.minimum(n_r, NDCG_K).astype(int) - 1]
     out[f"nDCG@{NDCG_K}"] = (rel[:, :NDCG_K] * discount[: rel[:, :NDCG_K].shape[1]]).sum(1) / ideal
     if rel.shape[1] >= min(MAP_K, ranking.n_candidates):  # the list is deep enough for MAP@100
-        top = rel[:, :MAP_K]
-        precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
-        out[f"MAP@{MAP_K}"] = (top * precision_at_i).sum(1) / np.minimum(n_r, MAP_K)
+        ap = np.empty(len(rel))
+        for s in range(0, len(rel), _MAP_ROWS):  # (rows, 100) float64 temporaries, not (Q', 100)
+            top = rel[s : s + _MAP_ROWS, :MAP_K]
+            precision_at_i = np.cumsum(top, 1) / np.arange(1, top.shape[1] + 1)
+            ap[s : s + _MAP_ROWS] = (top * precision_at_i).sum(1)
+        out[f"MAP@{MAP_K}"] = ap / np.minimum(n_r, MAP_K)
     return out
 
 
@@ -94,7 +99,8 @@ def retrieval_metrics(
         chunk_bytes: working memory per chunk of queries; 100,000 x 100,000 fits in the default.
         progress: show a Rich progress bar over query chunks.
         map_at_100: also ``MAP@100``, which needs the first 100 places of each ranking; without it
-            the list is only as deep as ``max(ks, 10)``, about 4x less work for the top-k.
+            the list is only as deep as ``max(ks, 10)``, about 4x less work for the top-k of
+            queries with more than 8 positives (the others are ranked by counting, at any depth).
 
     Returns:
         ``R@k``, ``precision@k``, ``recall@k`` per k, ``MRR@10``, ``nDCG@10``, ``MAP@100``,
@@ -129,30 +135,38 @@ def retrieval_per_query(
     chunk_bytes: int = 256 * 2**20,
     progress: bool = False,
     map_at_100: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], Ranking]:
-    """Per-query values (for bootstrap intervals) and the ranking they come from."""
-    n_q, n_c = len(queries), len(candidates)
-    pos = as_positives(positives, n_q, n_c)
+    """Per-query values (for bootstrap intervals) and the ranking they come from; ``on_chunk``
+    is called with (queries ranked, queries) after every chunk."""
+    pos = as_positives(positives, len(queries), len(candidates))
     top_k = max([*ks, NDCG_K, MRR_K, MAP_K if map_at_100 else 0])
-    if not progress:
+    with _progress(progress, f"ranking {len(candidates):,} candidates", on_chunk) as update:
         ranking = rank_candidates(
-            queries, candidates, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes
+            queries, candidates, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes, on_chunk=update
         )
-    else:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"ranking {n_c:,} candidates", total=n_q)
-            ranking = rank_candidates(
-                queries,
-                candidates,
-                pos,
-                top_k,
-                normalize=normalize,
-                chunk_bytes=chunk_bytes,
-                on_chunk=lambda done, _: bar.update(task, completed=done),
-            )
     return per_query_metrics(ranking, ks), ranking
+
+
+@contextmanager
+def _progress(
+    show: bool, label: str, on_chunk: Callable[[int, int], None] | None
+) -> Iterator[Callable[[int, int], None] | None]:
+    """The ``on_chunk`` callback to rank with: ``on_chunk`` itself, plus a Rich bar when ``show``."""
+    if not show:
+        yield on_chunk
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            if on_chunk is not None:
+                on_chunk(done, total)
+
+        yield update
 
 
 def retrieval_per_query_both(
@@ -164,14 +178,20 @@ def retrieval_per_query_both(
     normalize: bool = True,
     chunk_bytes: int = 128 * 2**20,
     map_at_100: bool = True,
+    progress: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[tuple[dict[str, np.ndarray], Ranking], tuple[dict[str, np.ndarray], Ranking]]:
-    """:func:`retrieval_per_query` of ``a -> b`` and of ``b -> a`` from one pass over the scores
-    (:mod:`modalign.evaluation.ranking_pair`); ``positives`` as seen from ``a``."""
+    """:func:`retrieval_per_query` of ``a -> b`` and of ``b -> a``, from one pass over the scores
+    when that is cheaper (:mod:`modalign.evaluation.ranking_pair`); ``positives`` as seen from ``a``;
+    ``progress`` and ``on_chunk`` as in :func:`retrieval_per_query`, over both directions."""
     from modalign.evaluation.ranking_pair import rank_both_directions
 
     pos = as_positives(positives, len(a), len(b))
     top_k = max([*ks, NDCG_K, MRR_K, MAP_K if map_at_100 else 0])
-    forward, backward = rank_both_directions(a, b, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes)
+    with _progress(progress, f"ranking {len(a):,} x {len(b):,} both ways", on_chunk) as update:
+        forward, backward = rank_both_directions(
+            a, b, pos, top_k, normalize=normalize, chunk_bytes=chunk_bytes, on_chunk=update
+        )
     return (per_query_metrics(forward, ks), forward), (per_query_metrics(backward, ks), backward)
 
 
@@ -183,10 +203,12 @@ def retrieval_metrics_both(
     *,
     normalize: bool = True,
     map_at_100: bool = True,
+    progress: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """:func:`retrieval_metrics` of ``a -> b`` and ``b -> a``, the scores computed once."""
+    """:func:`retrieval_metrics` of ``a -> b`` and ``b -> a`` (:func:`retrieval_per_query_both`)."""
     (pq_ab, r_ab), (pq_ba, r_ba) = retrieval_per_query_both(
-        a, b, positives, ks, normalize=normalize, map_at_100=map_at_100
+        a, b, positives, ks, normalize=normalize, map_at_100=map_at_100, progress=progress, on_chunk=on_chunk
     )
     return aggregate(pq_ab) | counts(r_ab), aggregate(pq_ba) | counts(r_ba)
 

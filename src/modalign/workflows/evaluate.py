@@ -84,6 +84,9 @@ def run_eval(
     templates: tuple[str, ...] = (),
     source: str | None = None,
     workers: int | None = None,
+    blind_reference: Path | None = None,
+    blind_thresholds: tuple[float, float] = (0.95, 0.6),
+    blind_max_pairs: int = 1000,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``split`` of a manifest; writes ``out_dir/report.json`` (+ .html).
 
@@ -98,6 +101,8 @@ def run_eval(
     ``source`` (:func:`eval_streams`) and ``workers`` (default: the run's ``data.workers``, else 2):
     a streamed split is loaded by DataLoader workers and embedded batch by batch, and only its
     embeddings are kept (:mod:`modalign.evaluation.embedded`); the metrics equal the in-memory ones.
+    With ``blind_reference`` (a model directory), CLIP-blind pairs against that model, scored
+    MMVP-style (:mod:`modalign.workflows.blind_pairs`; ``blind_thresholds`` = (hi, lo)).
 
     Raises:
         RunDirectoryError: ``out_dir`` holds a training run (its report would be replaced).
@@ -112,6 +117,10 @@ def run_eval(
                 f"{default_eval_dir(model_dir, manifest_path, split)}, or choose another directory"
             )
         prepare_output_dir(out_dir)
+    if blind_reference is not None:
+        from modalign.workflows.blind_pairs import check_thresholds
+
+        check_thresholds(*blind_thresholds, blind_max_pairs)
     model = load(model_dir)
     manifest = open_manifest(manifest_path)
     if label_column is None:  # zero-shot only with class labels given or configured (never match_on)
@@ -154,8 +163,35 @@ def run_eval(
         higher_order=higher_order,
     )
     if probe and label_column is not None:
-        probes = _linear_probes(reader, extras["_embeddings"], label_column, prompts_split, val_split)
-        metrics.update(probes)
+        metrics.update(
+            _linear_probes(
+                reader,
+                extras["_embeddings"],
+                label_column,
+                extras["_evaluation"],
+                train_split=prompts_split,
+                val_split=val_split,
+            )
+        )
+    if blind_reference is not None:
+        from modalign.workflows.blind_pairs import blind_pair_metrics
+
+        more, extras["blind_pairs"] = blind_pair_metrics(
+            model,
+            blind_reference,
+            manifest,
+            samples,
+            extras["_embeddings"],
+            extras["_evaluation"],
+            split=split,
+            split_column=split_column,
+            id_column=id_column,
+            hi=blind_thresholds[0],
+            lo=blind_thresholds[1],
+            max_pairs=blind_max_pairs,
+            show=show,
+        )
+        metrics.update(more)
     if corruptions and model.aligned:
         settings: dict[str, Any] = {"match_on": match_on, "ks": ks, "label_column": label_column}
         settings |= {"zeroshot_text": text, "class_prompts": prompts}
@@ -222,10 +258,14 @@ def _linear_probes(
     reader: SplitReader,
     test: dict[str, Any],
     label_column: str,
+    ev: Any,
+    *,
     train_split: str | None,
     val_split: str | None,
 ) -> dict[str, float]:
-    """A CPU linear probe per modality on frozen embeddings of the train (and val) split."""
+    """A CPU linear probe per modality on frozen embeddings of the train (and val) split; its
+    per-sample hits and chance levels go to ``ev`` (an Evaluation) for the report's intervals."""
+    from modalign.evaluation.chance import linear_probe_chance
     from modalign.evaluation.linear_probe import linear_probe
 
     model = reader.model
@@ -245,8 +285,13 @@ def _linear_probes(
         sx, sy = test["emb"][m][keep], [y for y, k in zip(test["labels"], keep) if k]
         vx, vy = rows(*embedded["val"]) if "val" in embedded else (None, None)
         if len(ty) and len(sy):
-            for name, value in linear_probe(tx, ty, sx, sy, vx, vy).items():
+            result = linear_probe(tx, ty, sx, sy, vx, vy)
+            for name, value in result.metrics.items():
                 out[f"linear_probe/{m}/{name}"] = value
+            for name, values in result.per_sample.items():
+                ev.per_query[f"linear_probe/{m}/{name}"] = values
+            for name, value in linear_probe_chance(result.n_classes).items():
+                ev.chance[f"linear_probe/{m}/{name}"] = value
     return out
 
 
