@@ -35,8 +35,10 @@ SPECS: dict[str, tuple[list[str], dict, list[str]]] = {
         {"alpha": 0.5, "learn_temperature": True},
         ["image.teacher", "text.teacher"],
     ),
+    "feature_distillation": (PAIR, {}, ["image.teacher", "text.teacher"]),
     "momentum_itc": (PAIR, {"queue_size": 4, "embed_dim": D}, []),
 }
+SAME_DIM_TEACHER = {"feature_distillation"}  # the others take teacher rows of dim 4
 EXTRA_CASES = {"clip/tiled": ("clip", {"chunk_size": 4}), "siglip/tiled": ("siglip", {"chunk_size": 4})}
 
 
@@ -51,15 +53,17 @@ def cases() -> dict[str, tuple[str, list[str], dict, list[str]]]:
 
 
 class Encoder(torch.nn.Module):
-    """One linear map per embedding key: inputs (B, D_IN) -> unit rows (B, D or 4)."""
+    """One linear map per embedding key: inputs (B, D_IN) -> unit rows (B, D or teacher_dim)."""
 
-    def __init__(self, keys: list[str]):
+    def __init__(self, keys: list[str], teacher_dim: int = 4):
         super().__init__()
         g = torch.Generator().manual_seed(1)
         self.maps = torch.nn.ParameterDict(
             {
                 k.replace(".", "_"): torch.nn.Parameter(
-                    torch.randn(D_IN, 4 if k.endswith(".teacher") else D, generator=g, dtype=torch.float64)
+                    torch.randn(
+                        D_IN, teacher_dim if k.endswith(".teacher") else D, generator=g, dtype=torch.float64
+                    )
                 )
                 for k in keys
             }
@@ -87,7 +91,7 @@ def run_case(case, world: World, mode: str) -> dict[str, torch.Tensor]:
     rows = world.my_rows(list(range(B)))
     x = {k: v[rows] for k, v in x.items()}
     present = {k: v[rows] for k, v in present.items()}
-    enc = Encoder(keys)
+    enc = Encoder(keys, D if name in SAME_DIM_TEACHER else 4)
     obj = CombinedObjective({name: lookup("objective", name)(list(mods), **params)}, {name: 1.0}).double()
     loss_fn = obj if mode == "local" else GatheredObjective(obj, world)
     torch.manual_seed(0)  # mixup objectives draw from the global RNG: same draws on every rank

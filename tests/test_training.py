@@ -294,10 +294,18 @@ def test_affinity_distillation_from_a_saved_teacher(dataset: Path, tmp_path: Pat
     raw = tiny_config(dataset, max_steps=3)
     raw["modalities"]["image"]["encoder_params"] = {"widths": [4, 8]}  # a smaller student
     raw["model"]["teacher"] = str(tmp_path / "teacher" / "model")
-    raw["objectives"] = [{"name": "affinity_distillation", "params": {"alpha": 0.5}}]
+    raw["objectives"] = [
+        {"name": "affinity_distillation", "params": {"alpha": 0.5}},
+        {"name": "feature_distillation"},
+    ]
     run_training(load_config(raw=raw), tmp_path / "student", show_progress=False)
     log = [json.loads(x) for x in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["affinity_distillation/loss"]) for r in log) and "val/loss" in log[-1]
+    assert all(0.0 <= r["feature_distillation/loss"] <= 2.0 for r in log)  # 1 - cos of unit rows
+
+    raw["model"]["embed_dim"] = 2 * raw["model"]["embed_dim"]  # not the teacher's: named, not a shape error
+    with pytest.raises(ConfigError, match="model.embed_dim"):
+        run_training(load_config(raw=raw), tmp_path / "wide", show_progress=False)
 
 
 def test_select_best_keeps_the_lowest_validation_loss(dataset: Path, tmp_path: Path) -> None:

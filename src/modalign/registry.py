@@ -51,6 +51,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
         "cwcl",
         "dcl",
         "dclw",
+        "feature_distillation",
         "m2mix",
         "m3co",
         "momentum_itc",

@@ -233,6 +233,15 @@ def affinity(s_a, s_b, t_a, t_b, s_s, s_t):
     return total
 
 
+def feature_distillation(s, t):
+    n, d = s.shape
+    total = 0.0
+    for i in range(n):
+        for k in range(d):
+            total = total + (s[i, k] - t[i, k]) ** 2 / (2 * n)
+    return total
+
+
 def albef_itc(a, b, a_m, b_m, tau, alpha, q_a=None, q_b=None):
     n = a.shape[0]
     v_all = [a_m[i] for i in range(n)] + ([] if q_a is None else [q_a[k] for k in range(q_a.shape[0])])

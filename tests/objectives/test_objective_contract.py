@@ -26,8 +26,10 @@ SPECS: dict[str, tuple[list[str], dict, list[str]]] = {
         {"alpha": 0.5, "learn_temperature": True},
         ["image.teacher", "text.teacher"],
     ),
+    "feature_distillation": (PAIR, {}, ["image.teacher", "text.teacher"]),
     "momentum_itc": (PAIR, {"queue_size": 4, "embed_dim": D}, []),
 }
+SAME_DIM_TEACHER = {"feature_distillation"}  # the others take teacher rows of another dim (4)
 
 
 def spec(name):
@@ -47,7 +49,8 @@ def batch_for(name, dtype, present=None, seed=0, requires_grad=False):
     for m in modalities:
         emb[m] = F.normalize(torch.randn(B, D, generator=g, dtype=torch.float64), dim=1).to(dtype)
     for k in extra:
-        emb[k] = F.normalize(torch.randn(B, 4, generator=g, dtype=torch.float64), dim=1).to(dtype)
+        dim = D if name in SAME_DIM_TEACHER else 4
+        emb[k] = F.normalize(torch.randn(B, dim, generator=g, dtype=torch.float64), dim=1).to(dtype)
     if requires_grad:
         emb = {k: v.requires_grad_(True) for k, v in emb.items()}
     if present is None:
@@ -65,7 +68,7 @@ def test_registry_has_the_issue_objectives():
     expected = {
         "clip", "siglip", "dcl", "dclw", "cwcl", "symile", "m3co", "soft_clip", "m2mix",
         "uniformity", "alignment", "cross_uniformity", "cua", "cuaxu",
-        "affinity_distillation", "momentum_itc",
+        "affinity_distillation", "feature_distillation", "momentum_itc",
     }  # fmt: skip
     assert expected <= set(names("objective"))
 
@@ -137,8 +140,8 @@ def test_state_dict_round_trip(name):
 
 @pytest.mark.parametrize("name", names("objective"))
 def test_one_modality_is_a_config_error(name):
-    if name == "uniformity":
-        pytest.skip("uniformity is defined on one modality")
+    if name in ("uniformity", "feature_distillation"):
+        pytest.skip(f"{name} is defined on one modality")
     with pytest.raises(ConfigError):
         lookup("objective", name)(["image"], **spec(name)[1])
 
@@ -159,6 +162,12 @@ def test_bad_params_are_config_errors():
     for name, params in bad:
         with pytest.raises(ConfigError):
             lookup("objective", name)(PAIR, **params)
+
+
+def test_feature_distillation_needs_the_teachers_dim():
+    batch = batch_for("affinity_distillation", torch.float64)  # teacher rows of dim 4, student D
+    with pytest.raises(ConfigError, match="model.embed_dim to 4"):
+        make("feature_distillation")(batch)
 
 
 def test_missing_embedding_is_a_config_error():

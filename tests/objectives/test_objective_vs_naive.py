@@ -183,6 +183,23 @@ def test_affinity_distillation():
     )
 
 
+def test_feature_distillation():
+    s, t = unit(B, D, seed=55), unit(B, D, seed=56)
+    check(
+        lambda s, t: fn.feature_distillation(s, t),
+        lambda s, t: naive.feature_distillation(s, t.detach()),
+        [s, t],
+    )
+    present = torch.tensor([1, 0, 1, 1, 0, 1, 1], dtype=torch.bool)
+    check(
+        lambda s, t: fn.feature_distillation(s, t, present=present),
+        lambda s, t: naive.feature_distillation(s[present], t[present].detach()),
+        [s, t],
+    )
+    cos = (s * t).sum(1)  # unit rows: half the squared distance is 1 - cos
+    torch.testing.assert_close(fn.feature_distillation(s, t), (1 - cos).mean(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("queue", [False, True])
 def test_momentum_itc(queue):
     a, b, am, bm = (unit(B, D, seed=60 + k) for k in range(4))

@@ -2,7 +2,7 @@
 
 Registered names (``modalign.registry.names("objective")``): clip, siglip, dcl, dclw, cwcl, symile,
 m3co, soft_clip, m2mix, uniformity, alignment, cross_uniformity, cua, cuaxu, affinity_distillation,
-momentum_itc.
+feature_distillation, momentum_itc.
 """
 
 from modalign.objectives import contrastive, distill, mixup, regularizers, symile  # noqa: F401

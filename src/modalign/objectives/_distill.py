@@ -1,7 +1,8 @@
-"""Soft-target contrastive losses whose targets come from another model.
+"""Losses whose targets come from another model.
 
-TinyCLIP affinity mimicking (teacher -> student) and ALBEF momentum-distilled ITC (EMA model and
-feature queue). Public through :mod:`modalign.objectives.functional`.
+TinyCLIP affinity mimicking (teacher -> student), CLIP-KD feature distillation (student embeddings
+regress onto the teacher's) and ALBEF momentum-distilled ITC (EMA model and feature queue). Public
+through :mod:`modalign.objectives.functional`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,31 @@ def affinity_distillation(
         p_ab = torch.softmax(teacher, dim=1)
         p_ba = torch.softmax(teacher.T, dim=1)
     return 0.5 * (soft_cross_entropy(student, p_ab) + soft_cross_entropy(student.T, p_ba))
+
+
+def feature_distillation(
+    s: torch.Tensor, t: torch.Tensor, *, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CLIP-KD feature distillation: half the mean squared distance of student and teacher rows.
+
+    ``L = (1/B) Σ_i ½‖s_i − t_i‖²`` (teacher detached), which is ``1 − cos(s_i, t_i)`` averaged for
+    unit rows (Yang et al., *CLIP-KD: An Empirical Study of CLIP Model Distillation*, arXiv
+    2307.12732, the "feature distillation (FD)" MSE loss, up to its constant factor). Unlike
+    affinity mimicking it places every student row where the teacher's is, so both must live in
+    the same ``D``.
+
+    Args:
+        s: (B, D) student unit rows of one modality.
+        t: (B, D) teacher unit rows of the same samples.
+        present: optional (B,) bool; absent rows deleted.
+
+    Returns:
+        Scalar loss.
+    """
+    s, t = _select(present, s, t)
+    if s.shape[0] < 1:
+        return zero_loss(s)
+    return 0.5 * (s - t.detach().to(s.dtype)).pow(2).sum(1).mean()
 
 
 def momentum_itc(

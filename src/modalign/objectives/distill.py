@@ -1,4 +1,5 @@
-"""Registered distillation objectives: TinyCLIP affinity mimicking and ALBEF momentum ITC.
+"""Registered distillation objectives: TinyCLIP affinity mimicking, CLIP-KD feature distillation
+and ALBEF momentum ITC.
 
 Objectives never own encoders: the teacher's and the momentum model's embeddings arrive in the
 :class:`EmbeddingBatch` under suffixed names (``"image.teacher"``, ``"image.momentum"``), produced
@@ -22,7 +23,13 @@ from modalign.objectives.base import (
     log_scale,
     modality_pairs,
 )
-from modalign.objectives.functional import affinity_distillation, info_nce, momentum_itc, pair_mask
+from modalign.objectives.functional import (
+    affinity_distillation,
+    feature_distillation,
+    info_nce,
+    momentum_itc,
+    pair_mask,
+)
 from modalign.registry import register
 from modalign.types import EmbeddingBatch, LossOutput
 
@@ -109,6 +116,49 @@ class AffinityDistillationObjective(Objective):
     @torch.no_grad()
     def clamp_(self) -> None:
         self.scale.clamp_()
+
+
+@register("objective", "feature_distillation")
+class FeatureDistillationObjective(Objective):
+    """CLIP-KD feature distillation: each student embedding regresses onto the teacher's.
+
+    For every modality m: ``(1/B) Σ_i ½‖e_m,i − t_m,i‖²`` (``= 1 − cos`` for unit rows) with the
+    teacher embeddings ``t_m = emb[m + teacher_suffix]`` (detached), averaged over modalities. No
+    temperature and no learnable state. Reference: Yang et al., *CLIP-KD: An Empirical Study of CLIP
+    Model Distillation*, arXiv 2307.12732 (feature distillation, "FD"). Masks: the student's
+    presence of each modality. Student and teacher must share the embedding dim (``model.embed_dim``
+    equal to the teacher's). Where :class:`AffinityDistillationObjective` only matches the B×B
+    similarity distributions (any dims), this pins each row to the teacher's space, so the student's
+    image and text towers each inherit the teacher's alignment; use both next to ``clip``.
+
+    Example:
+        ``objectives: [{name: clip}, {name: feature_distillation, weight: 1.0}]`` with
+        ``model.teacher`` set.
+    """
+
+    def __init__(self, modalities: Sequence[str], *, teacher_suffix: str = ".teacher"):
+        super().__init__()
+        self.names = check_modalities(modalities, 1, "feature_distillation")
+        self.teacher_suffix = teacher_suffix
+
+    def forward(self, batch: EmbeddingBatch) -> LossOutput:
+        losses, metrics = [], {}
+        for m in self.names:
+            e, present = embedding(batch, m)
+            t, _ = embedding(batch, m + self.teacher_suffix)
+            if e.shape[1] != t.shape[1]:
+                raise ConfigError(
+                    f"objective 'feature_distillation': the student's {m!r} embeddings have dim "
+                    f"{e.shape[1]} but the teacher's have {t.shape[1]}; set model.embed_dim to {t.shape[1]}"
+                )
+            if present is not None and not bool(present.any()):
+                continue
+            loss = feature_distillation(e, t, present=present)
+            metrics[m] = float(loss.detach())
+            losses.append(loss)
+        if not losses:
+            return LossOutput(self.zero(batch), metrics)
+        return LossOutput(torch.stack(losses).mean(), metrics)
 
 
 @register("objective", "momentum_itc")
@@ -231,4 +281,9 @@ class MomentumItcObjective(Objective):
         self.step += 1
 
 
-__all__ = ["AffinityDistillationObjective", "MomentumItcObjective", "ema_update_"]
+__all__ = [
+    "AffinityDistillationObjective",
+    "FeatureDistillationObjective",
+    "MomentumItcObjective",
+    "ema_update_",
+]

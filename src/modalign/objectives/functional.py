@@ -11,7 +11,7 @@ The implementations live in small private modules grouped by family; this module
 public import point.
 """
 
-from modalign.objectives._distill import affinity_distillation, momentum_itc
+from modalign.objectives._distill import affinity_distillation, feature_distillation, momentum_itc
 from modalign.objectives._geometry import alignment, cross_uniformity, uniformity
 from modalign.objectives._higher_order import mip, mip_scores, symile
 from modalign.objectives._mixup import m2mix, m3co, m3co_targets, slerp, soft_clip
@@ -33,6 +33,7 @@ __all__ = [
     "cwcl",
     "cwcl_weights",
     "dcl",
+    "feature_distillation",
     "info_nce",
     "m2mix",
     "m3co",
