@@ -13,8 +13,8 @@ both directions with the same id as the only positive.
 
 * teacher: ``configs/mdi_icons.yaml`` trained from scratch (its config's steps);
 * distilled student: ``configs/icons_student.yaml`` (at most a quarter of the teacher's parameters,
-  TinyCLIP weight inheritance from the teacher, the teacher run on its augmented batches, the
-  objectives of that config);
+  TinyCLIP weight inheritance from the teacher and the objectives and teacher settings of that
+  config);
 * scratch student: the same student architecture and steps, CLIP only, random initialisation.
 Both students train for the same number of steps. Targets: the student has <= 1/4 of the
 teacher's parameters, keeps >= 90% of its text->image R@10 and beats the scratch student.
