@@ -27,7 +27,7 @@ import yaml
 from conftest import tiny_config, write_dataset
 
 from modalign.errors import CheckpointError
-from modalign.model import load_safetensors
+from modalign.model_io import load_safetensors
 from modalign.training.checkpoint import list_checkpoints, read_checkpoint_state
 
 TIME_TRIALS, WRITE_TRIALS, SEED = 10, 10, 8

@@ -313,7 +313,7 @@ def test_with_a_loss_scaler_a_skipped_step_backs_off_the_scale(
 
 
 def test_nonfinite_tensors_is_exact_for_huge_finite_weights() -> None:
-    from modalign.model import nonfinite_tensors
+    from modalign.model_io import nonfinite_tensors
 
     tensors = {
         "huge": torch.full((10,), 3e38),  # finite, but the sum overflows to inf

@@ -1,12 +1,9 @@
-"""MultimodalModel: one tower per named modality, saved as config.json + model.safetensors."""
+"""MultimodalModel: one tower per named modality, saved as config.json + model.safetensors (model_io.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,96 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from modalign import model_io
 from modalign.data.dataset import ModalitySource
-from modalign.data.transforms import Transform, build_transform
-from modalign.encoders import Encoder, ModalityTower, build_encoder, restore_kwargs
+from modalign.encoders import Encoder, ModalityTower, build_encoder
 from modalign.encoders.tuning import add_lora, keep_frozen_in_eval
 from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteError
-from modalign.fusion.base import FusionOutput
 from modalign.fusion.heads import TaskHeads, probabilities
-from modalign.io import atomic_write_bytes, atomic_write_json
-from modalign.tasks import TaskSpec, decode_outputs
+from modalign.model_io import list_names, nonfinite_tensors
+from modalign.model_specs import FusionSpec, ModalitySpec, Prediction
+from modalign.tasks import decode_outputs
 from modalign.types import Batch, EmbeddingBatch, inputs_to
-
-FORMAT = "modalign-model"
-FORMAT_VERSION = 1
-# what building from a hand-edited or foreign config.json raises, turned into CheckpointError
-_BAD_DESCRIPTION = (ConfigError, DataError, LookupError, TypeError, AttributeError, ValueError, RuntimeError)
-
-
-@dataclass(frozen=True)
-class FusionSpec:
-    """Fusion of the modality embeddings into task predictions.
-
-    Attributes:
-        name, params: the registered fusion module and its keyword arguments.
-        tasks: the prediction tasks (classes resolved).
-        head_hidden: hidden width of the task heads (None = linear heads).
-        aux_heads: add a unimodal head per modality (M3CoL recipe).
-        head_depth, head_dropout: hidden layers of every head and the dropout after the first.
-        input: ``embedding`` (fuse the unit-norm embeddings) or ``features`` (the towers'
-            unnormalised outputs, e.g. raw scaled features with the ``identity`` encoder).
-        prediction: ``fused`` or ``ensemble`` (see :meth:`MultimodalModel.task_probabilities`).
-    """
-
-    name: str
-    params: dict[str, Any]
-    tasks: tuple[TaskSpec, ...]
-    head_hidden: int | None = None
-    aux_heads: bool = False
-    head_depth: int = 1
-    head_dropout: float = 0.0
-    input: str = "embedding"
-    prediction: str = "fused"
-
-    def __post_init__(self) -> None:
-        if self.input not in ("embedding", "features"):
-            raise ConfigError(f"fusion.input must be embedding or features, got {self.input!r}")
-        if self.prediction not in ("fused", "ensemble"):
-            raise ConfigError(f"fusion.prediction must be fused or ensemble, got {self.prediction!r}")
-        if self.prediction == "ensemble" and not self.aux_heads:
-            raise ConfigError("fusion.prediction=ensemble averages the auxiliary heads: set aux_heads")
-
-    def describe(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"tasks": [t.to_dict() for t in self.tasks]}
-
-    @classmethod
-    def from_description(cls, d: dict[str, Any]) -> FusionSpec:
-        tasks = tuple(TaskSpec.from_dict(t) for t in d["tasks"])
-        return cls(**{**d, "params": dict(d["params"]), "tasks": tasks})
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Task outputs of one fused forward pass.
-
-    Attributes:
-        logits: task -> (B, C) logits of the fused representation.
-        step_logits: task -> (S, B, C) logits of every fusion state (MultiModN), else None.
-        aux_logits: modality -> task -> (B, C) unimodal head logits, or None.
-        fusion: the fusion module's output.
-    """
-
-    logits: dict[str, torch.Tensor]
-    step_logits: dict[str, torch.Tensor] | None
-    aux_logits: dict[str, dict[str, torch.Tensor]] | None
-    fusion: FusionOutput
-
-
-@dataclass(frozen=True)
-class ModalitySpec:
-    """A named modality of a model: its kind, manifest column, encoder and fitted transform."""
-
-    name: str
-    kind: str
-    column: str
-    encoder: str
-    encoder_kwargs: dict[str, Any]
-    transform: Transform
-    lora: dict[str, Any] | None = None  # LoRA adapters in the encoder (encoders/tuning.py add_lora)
-
-    def source(self) -> ModalitySource:
-        return ModalitySource(self.name, self.column, self.transform)
 
 
 class MultimodalModel(nn.Module):
@@ -438,7 +355,7 @@ class MultimodalModel(nn.Module):
         """
         weights = nonfinite_tensors(self.state_dict())
         cause = (
-            f"the model's weights are non-finite ({_names(weights)}): load or train a sound model"
+            f"the model's weights are non-finite ({list_names(weights)}): load or train a sound model"
             if weights
             else "check those inputs for NaN/inf values (or a model that overflows on them)"
         )
@@ -458,90 +375,27 @@ class MultimodalModel(nn.Module):
         finally:
             self.train(was_training)
 
-    # --- artifact ---------------------------------------------------------------------------
+    # --- artifact (model_io.py) -------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         """The JSON description saved as ``config.json`` (rebuilds the architecture)."""
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "embed_dim": self.embed_dim,
-            "head": self.head,
-            "modalities": {
-                s.name: {
-                    "kind": s.kind,
-                    "column": s.column,
-                    "encoder": s.encoder,
-                    "encoder_kwargs": s.encoder_kwargs,
-                    "transform": s.transform.settings(),
-                    "processor": s.transform.processor,
-                    "lora": s.lora,
-                }
-                for s in self.specs.values()
-            },
-            "fusion": None if self.fusion_spec is None else self.fusion_spec.describe(),
-            "aligned": self.aligned,
-        }
+        return model_io.describe(self)
 
     def save_transforms(self, directory: str | Path) -> None:
         """Write config.json and the transforms' fitted state (no weights)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for s in self.specs.values():
-            s.transform.save_state(directory, s.name)
-        atomic_write_json(directory / "config.json", self.describe())
+        model_io.save_transforms(self, directory)
 
     def save(self, directory: str | Path) -> None:
         """Write ``config.json``, ``model.safetensors`` and the transform files atomically.
 
         Weights are written from CPU copies, so the files load on any machine wherever the model ran.
         """
-        from safetensors.torch import save
-
-        directory = Path(directory)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        if bad := nonfinite_tensors(state):
-            raise CheckpointError(
-                f"refusing to save to {directory}: non-finite (NaN/inf) weights in {_names(bad)}"
-            )
-        self.save_transforms(directory)
-        atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": FORMAT}))
+        model_io.save(self, directory)
 
     @classmethod
     def from_config_dir(cls, directory: str | Path) -> MultimodalModel:
         """Rebuild the architecture and transforms from ``config.json`` (random weights)."""
-        directory = Path(directory)
-        try:
-            desc = json.loads((directory / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{directory} is not a modalign model directory: {e}") from None
-        if not isinstance(desc, dict) or desc.get("format") != FORMAT:
-            raise CheckpointError(f"{directory}/config.json is not a {FORMAT} config")
-        try:
-            specs = []
-            for name, m in desc["modalities"].items():
-                transform = build_transform(m["kind"], m["transform"], m.get("processor", ""))
-                transform.load_state(directory, name)
-                kwargs = restore_kwargs(m["encoder"], m["encoder_kwargs"], transform)
-                specs.append(
-                    ModalitySpec(name, m["kind"], m["column"], m["encoder"], kwargs, transform, m.get("lora"))
-                )
-            fusion = desc.get("fusion")
-            return cls(
-                specs,
-                desc["embed_dim"],
-                desc["head"],
-                None if fusion is None else FusionSpec.from_description(fusion),
-                bool(desc.get("aligned", True)),
-            )
-        except CheckpointError:
-            raise
-        except _BAD_DESCRIPTION as e:
-            # a config.json edited by hand or from another version: never a bare KeyError/TypeError
-            raise CheckpointError(
-                f"{directory}/config.json has a wrong structure or value ({type(e).__name__}: {e}); "
-                "save the model again with this version of modalign"
-            ) from None
+        return model_io.from_config_dir(cls, directory)
 
     @classmethod
     def from_pretrained(
@@ -554,21 +408,7 @@ class MultimodalModel(nn.Module):
                 (NaN/inf) weights (named).
             ConfigError: ``device`` is unknown or absent on this machine.
         """
-        model = cls.from_config_dir(directory)
-        path = Path(directory) / "model.safetensors"
-        weights = load_safetensors(path)
-        if bad := nonfinite_tensors(weights):
-            raise CheckpointError(
-                f"{path} holds non-finite (NaN/inf) weights in {_names(bad)}: it comes from a "
-                "diverged or damaged run; retrain (e.g. with a lower trainer.lr) or use an earlier copy"
-            )
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as e:  # missing/unexpected keys or shape mismatch
-            raise CheckpointError(f"weights in {directory} do not match its config.json: {e}") from None
-        model._placed(device)
-        model.eval()
-        return model
+        return model_io.from_pretrained(cls, directory, device)
 
 
 def _encoder(spec: ModalitySpec) -> Encoder:
@@ -583,34 +423,6 @@ def _encoder(spec: ModalitySpec) -> Encoder:
 def _length_order(inputs: Sequence[Any]) -> list[int]:
     """Input positions, longest string first (stable); non-strings count as length 0."""
     return sorted(range(len(inputs)), key=lambda i: -len(x) if isinstance(x := inputs[i], str) else 0)
-
-
-def nonfinite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [k for k, v in tensors.items() if v.is_floating_point() and not _finite(v)]
-
-
-def _finite(t: torch.Tensor) -> bool:
-    # A NaN/inf element makes the sum non-finite, so a finite sum proves every element finite; a
-    # non-finite sum may be an overflow of finite values, so only then is each element checked.
-    return bool(t.detach().sum().isfinite()) or bool(t.detach().isfinite().all())
-
-
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, turning every failure into :class:`CheckpointError`."""
-    from safetensors.torch import load
-
-    try:
-        return load(path.read_bytes())
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
-    except Exception as e:  # safetensors raises SafetensorError / ValueError on bad bytes
-        raise CheckpointError(f"{path} is truncated or not a safetensors file: {e}") from None
 
 
 def load(path: str | Path, device: str | torch.device | None = None) -> MultimodalModel:

@@ -21,7 +21,8 @@ from modalign.data.dataset import ModalitySource, SampleSet
 from modalign.data.transforms.tabular import TabularTransform
 from modalign.encoders import build_encoder
 from modalign.fusion.heads import TaskHeads
-from modalign.model import FusionSpec, ModalitySpec, MultimodalModel, Prediction
+from modalign.model import MultimodalModel
+from modalign.model_specs import FusionSpec, ModalitySpec, Prediction
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup
 from modalign.tasks import TaskSpec

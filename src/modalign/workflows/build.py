@@ -14,7 +14,8 @@ from modalign.data.transforms import Transform
 from modalign.encoders import build_processor, encoder_kwargs
 from modalign.encoders.tuning import set_trainable
 from modalign.errors import ConfigError
-from modalign.model import FusionSpec, ModalitySpec, MultimodalModel
+from modalign.model import MultimodalModel
+from modalign.model_specs import FusionSpec, ModalitySpec
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup
 from modalign.tasks import TaskSpec, infer_classes

@@ -25,8 +25,9 @@ from modalign.evaluation.embedded import EmbeddedSplit, embed_streamed
 from modalign.evaluation.evaluate import evaluate_model, manifest_prompts
 from modalign.evaluation.report import print_table, write_report
 from modalign.io import atomic_write_bytes
-from modalign.model import MultimodalModel, load_safetensors
+from modalign.model import MultimodalModel
 from modalign.model import load as load_model
+from modalign.model_io import load_safetensors
 from modalign.training.checkpoint import list_checkpoints
 from modalign.training.distributed import World, init_from_env
 from modalign.training.feature_cache import CachedFeatures, cache_frozen_features
