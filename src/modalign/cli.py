@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from modalign import __version__
+from modalign.cli_eval import eval_
 
 # exit codes, usage errors and Ctrl-C keep click's handling (typer may vendor click: found by name)
 _CLICK_FLOW: tuple[type[BaseException], ...] = (
@@ -123,102 +124,7 @@ def train(
     typer.echo(f"model: {run_dir / 'model'}   report: {run_dir / 'report.json'}")
 
 
-@app.command("eval")
-def eval_(
-    model_dir: Path = typer.Argument(..., help="a model directory (RUN/model)"),
-    data: Path = typer.Option(..., "--data", help="manifest to evaluate on"),
-    split: str | None = typer.Option("test", "--split", help="split to evaluate ('' = all rows)"),
-    match_on: str | None = typer.Option(
-        None, "--match-on", help="positives share this column's value (default: same id)"
-    ),
-    label_column: str | None = typer.Option(
-        None,
-        "--label-column",
-        help="class labels for zero-shot (default: the training config's data.label_column; "
-        "without one, no zero-shot)",
-    ),
-    prompts_split: str | None = typer.Option(
-        "train", "--prompts-split", help="split whose texts give class prompts"
-    ),
-    split_column: str = typer.Option("split", "--split-column"),
-    id_column: str = typer.Option("id", "--id-column"),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="directory for report.json and report.html (default: RUN/eval/<manifest>-<split>, "
-        "RUN being the model directory's parent)",
-    ),
-    higher_order: bool = typer.Option(
-        False, "--higher-order", help="also retrieve each modality from all others (Symile MIP)"
-    ),
-    linear_probe: bool = typer.Option(
-        False, "--linear-probe", help="linear probe on frozen embeddings (trained on --prompts-split)"
-    ),
-    prompt_template: list[str] = typer.Option(
-        [], "--prompt-template", help="zero-shot prompt template, {} = a class text (repeat to ensemble)"
-    ),
-    corruptions: bool = typer.Option(
-        False,
-        "--corruptions",
-        help="metrics again under image noise/blur and audio noise/clipping/truncation",
-    ),
-    source: str | None = typer.Option(
-        None,
-        "--source",
-        help="memory | stream | auto: stream the split through DataLoader workers, keeping only its "
-        "embeddings (default: the training run's data.source; auto streams above data.stream_above rows)",
-    ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=0,
-        help="DataLoader workers of a streamed split (default: the run's data.workers)",
-    ),
-    blind_pairs: Path | None = typer.Option(
-        None,
-        "--blind-pairs",
-        help="a reference model directory: mine pairs this model finds near-identical and the "
-        "reference different (CLIP-blind pairs), score them MMVP-style with each item's text",
-    ),
-    blind_thresholds: tuple[float, float] = typer.Option(
-        (0.95, 0.6), "--blind-thresholds", help="HI LO: pairs with cosine > HI here and < LO in the reference"
-    ),
-    blind_max_pairs: int = typer.Option(
-        1000, "--blind-max-pairs", help="keep the pairs of largest disagreement"
-    ),
-) -> None:
-    """Evaluate a saved model: retrieval for every modality pair and zero-shot accuracy."""
-    from modalign.errors import ConfigError, ModalignError
-    from modalign.workflows.evaluate import default_eval_dir, run_eval
-
-    if source not in (None, "memory", "stream", "auto"):
-        _fail(ConfigError(f"--source {source!r}: give memory, stream or auto"))
-
-    where = out if out is not None else default_eval_dir(model_dir, data, split or None)
-    try:
-        run_eval(
-            model_dir,
-            data,
-            split=split or None,
-            match_on=match_on,
-            label_column=label_column,
-            prompts_split=prompts_split,
-            split_column=split_column,
-            id_column=id_column,
-            out_dir=where,
-            higher_order=higher_order,
-            probe=linear_probe,
-            corruptions=corruptions,
-            templates=tuple(prompt_template),
-            source=source,
-            workers=workers,
-            blind_reference=blind_pairs,
-            blind_thresholds=blind_thresholds,
-            blind_max_pairs=blind_max_pairs,
-        )
-    except ModalignError as e:
-        _fail(e)
-    typer.echo(f"report: {where / 'report.json'}   {where / 'report.html'}")
+app.command("eval")(eval_)
 
 
 @app.command()
