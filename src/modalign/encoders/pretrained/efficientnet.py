@@ -18,7 +18,7 @@ from torch import nn
 
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.image import ImageTransform
-from modalign.encoders.base import Encoder
+from modalign.encoders.pretrained._image import PretrainedImageEncoder, require_rgb, require_rgb_transform
 from modalign.encoders.pretrained._locate import load_weights_file
 from modalign.errors import ConfigError
 from modalign.offline import offline_import
@@ -29,18 +29,15 @@ _SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-li
 
 
 @register("encoder", "efficientnet_lite")
-class EfficientNetLite(Encoder):
+class EfficientNetLite(PretrainedImageEncoder):
     """ImageNet EfficientNet-Lite trunk -> (B, 1280) pooled features.
 
     Args:
         variant: efficientnet-lite0 (weights shipped by a package) or another lite variant.
         weights: a local weights file (.pth or .safetensors); None = the lite0 package's file.
-        load_weights: False builds the architecture only (a saved modalign model brings its weights).
-        in_channels, image_size: given by the processor; only 3 channels are accepted.
+        load_weights, in_channels, image_size: see :class:`PretrainedImageEncoder`; only 3 channels
+            are accepted.
     """
-
-    kind = "image"
-    pretrained = True
 
     def __init__(
         self,
@@ -51,8 +48,7 @@ class EfficientNetLite(Encoder):
         image_size: int = 224,
     ):
         super().__init__()
-        if in_channels != 3:
-            raise ConfigError("efficientnet_lite takes RGB images: leave transform.channels at 3")
+        require_rgb("efficientnet_lite", in_channels)
         lib = offline_import("efficientnet_lite_pytorch")
         try:
             self.net = lib.EfficientNet.from_name(variant)
@@ -71,8 +67,7 @@ class EfficientNetLite(Encoder):
 
     @classmethod
     def processor(cls, encoder_params: dict[str, Any], transform_params: dict[str, Any]) -> Transform:
-        if transform_params.get("channels", 3) != 3:
-            raise ConfigError("efficientnet_lite takes RGB images (greyscale is converted): remove channels")
+        require_rgb_transform("efficientnet_lite", transform_params)
         size = _SIZES.get(encoder_params.get("variant", "efficientnet-lite0"), 224)
         own = {"size": size, "channels": 3, "mean": (_MEAN,), "std": (_STD,), "interpolation": "bilinear"}
         return ImageTransform(**{**own, **transform_params})

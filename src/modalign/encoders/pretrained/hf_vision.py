@@ -13,7 +13,7 @@ import torch
 
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.pretrained_image import PretrainedImageTransform, hf_image_settings
-from modalign.encoders.base import Encoder
+from modalign.encoders.pretrained._image import PretrainedImageEncoder
 from modalign.encoders.pretrained._locate import hf_local_model, longest_layer_list, model_dir, read_json
 from modalign.errors import ConfigError
 from modalign.registry import register
@@ -22,19 +22,15 @@ POOLINGS = ("pooler", "cls", "mean")
 
 
 @register("encoder", "hf_vision")
-class HFVisionEncoder(Encoder):
+class HFVisionEncoder(PretrainedImageEncoder):
     """A local Hugging Face vision model -> (B, F) pooled features.
 
     Args:
         path: local model directory; or ``package``: an installed package that ships one.
         pooling: pooler (the model's pooled output), cls or mean; None = pooler when the model has
             one, else cls.
-        load_weights: False builds the architecture only (a saved modalign model brings its weights).
-        in_channels, image_size: given by the processor.
+        load_weights, in_channels, image_size: see :class:`PretrainedImageEncoder`.
     """
-
-    kind = "image"
-    pretrained = True
 
     def __init__(
         self,

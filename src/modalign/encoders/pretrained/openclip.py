@@ -30,6 +30,7 @@ from modalign.data.transforms.base import Transform
 from modalign.data.transforms.image import ImageTransform
 from modalign.data.transforms.open_clip_text import OpenCLIPTextTransform
 from modalign.encoders.base import Encoder
+from modalign.encoders.pretrained._image import PretrainedImageEncoder, require_rgb, require_rgb_transform
 from modalign.encoders.pretrained._locate import longest_layer_list
 from modalign.errors import ConfigError
 from modalign.offline import offline_import
@@ -103,6 +104,18 @@ def _resolve(encoder_params: dict[str, Any]) -> dict[str, Any]:
     return open_clip_config(encoder_params.get("model"), encoder_params.get("config"))
 
 
+def _tower_source(
+    model: str | None,
+    config: str | None,
+    weights: str | None,
+    load_weights: bool,
+    model_cfg: dict[str, Any] | None,
+) -> tuple[Any, int]:
+    """The whole open_clip model a tower's constructor arguments name, and its ``embed_dim``."""
+    resolved = _resolve({"model": model, "config": config, "model_cfg": model_cfg})
+    return build_clip(resolved, weights, load_weights), int(resolved["model_cfg"]["embed_dim"])
+
+
 class OpenCLIPImageTransform(ImageTransform):
     """The image processor: also hands the resolved model config to the encoder (and so to the saved
     model's config.json)."""
@@ -142,18 +155,14 @@ def image_settings(resolved: dict[str, Any]) -> dict[str, Any]:
 
 
 @register("encoder", "open_clip_image")
-class OpenCLIPImage(Encoder):
+class OpenCLIPImage(PretrainedImageEncoder):
     """open_clip's visual tower -> (B, embed_dim) (see module docstring).
 
     Args:
         model, config, weights: see module docstring.
-        load_weights: False builds the architecture only (a saved modalign model brings its weights).
         model_cfg: the resolved model config (set by the processor).
-        in_channels, image_size: given by the processor.
+        load_weights, in_channels, image_size: see :class:`PretrainedImageEncoder`.
     """
-
-    kind = "image"
-    pretrained = True
 
     def __init__(
         self,
@@ -166,16 +175,13 @@ class OpenCLIPImage(Encoder):
         image_size: int = 224,
     ):
         super().__init__()
-        if in_channels != 3:
-            raise ConfigError("open_clip_image takes RGB images: leave transform.channels at 3")
-        resolved = _resolve({"model": model, "config": config, "model_cfg": model_cfg})
-        self.visual: nn.Module = build_clip(resolved, weights, load_weights).visual
-        self.output_dim = int(resolved["model_cfg"]["embed_dim"])
+        require_rgb("open_clip_image", in_channels)
+        clip, self.output_dim = _tower_source(model, config, weights, load_weights, model_cfg)
+        self.visual: nn.Module = clip.visual
 
     @classmethod
     def processor(cls, encoder_params: dict[str, Any], transform_params: dict[str, Any]) -> Transform:
-        if transform_params.get("channels", 3) != 3:
-            raise ConfigError("open_clip_image takes RGB images (greyscale is converted): remove channels")
+        require_rgb_transform("open_clip_image", transform_params)
         resolved = _resolve(encoder_params)
         own = image_settings(resolved)
         return OpenCLIPImageTransform(resolved["model_cfg"], **{**own, **transform_params})
@@ -207,13 +213,11 @@ class OpenCLIPText(Encoder):
         context_length: int | None = None,
     ):
         super().__init__()
-        resolved = _resolve({"model": model, "config": config, "model_cfg": model_cfg})
-        clip = build_clip(resolved, weights, load_weights)
+        clip, self.output_dim = _tower_source(model, config, weights, load_weights, model_cfg)
         clip.visual = None  # the image tower and the logit scale belong elsewhere
         clip.logit_scale = None
         clip.logit_bias = None
         self.clip: Any = clip
-        self.output_dim = int(resolved["model_cfg"]["embed_dim"])
 
     @classmethod
     def processor(cls, encoder_params: dict[str, Any], transform_params: dict[str, Any]) -> Transform:

@@ -20,7 +20,7 @@ from torch import nn
 
 from modalign.data.transforms.base import Transform
 from modalign.data.transforms.image import ImageTransform
-from modalign.encoders.base import Encoder
+from modalign.encoders.pretrained._image import PretrainedImageEncoder, require_rgb, require_rgb_transform
 from modalign.encoders.pretrained._locate import load_weights_file
 from modalign.errors import ConfigError
 from modalign.offline import offline_import
@@ -39,17 +39,13 @@ def create(model: str, model_kwargs: dict[str, Any] | None) -> Any:
 
 
 @register("encoder", "timm")
-class TimmEncoder(Encoder):
+class TimmEncoder(PretrainedImageEncoder):
     """A timm model's pooled features -> (B, num_features) (see module docstring).
 
     Args:
         model, weights, model_kwargs: see module docstring.
-        load_weights: False builds the architecture only (a saved modalign model brings its weights).
-        in_channels, image_size: given by the processor.
+        load_weights, in_channels, image_size: see :class:`PretrainedImageEncoder`.
     """
-
-    kind = "image"
-    pretrained = True
 
     def __init__(
         self,
@@ -61,8 +57,7 @@ class TimmEncoder(Encoder):
         image_size: int = 224,
     ):
         super().__init__()
-        if in_channels != 3:
-            raise ConfigError("timm takes RGB images: leave transform.channels at 3")
+        require_rgb("timm", in_channels)
         self.net = create(model, model_kwargs)
         if load_weights:
             if weights is None:
@@ -86,8 +81,7 @@ class TimmEncoder(Encoder):
 
     @classmethod
     def processor(cls, encoder_params: dict[str, Any], transform_params: dict[str, Any]) -> Transform:
-        if transform_params.get("channels", 3) != 3:
-            raise ConfigError("timm takes RGB images (greyscale is converted): remove channels")
+        require_rgb_transform("timm", transform_params)
         if not isinstance(encoder_params.get("model"), str):
             raise ConfigError(f"{WHERE}: give model (a timm architecture name)")
         timm = offline_import("timm", extra="vision")
