@@ -31,3 +31,8 @@ def corpus(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
     write_jsonl(path, rows)
     return path
+
+
+def embed_args(model_dir: Path, corpus: Path, modality: str, out: Path) -> list[str]:
+    """The ``modalign embed`` command line (without options) of one modality of ``corpus``."""
+    return ["embed", str(model_dir), "--data", str(corpus), "--modality", modality, "--out", str(out)]

@@ -82,16 +82,7 @@ def test_other_run_in_out_is_refused(model_dir: Path, corpus: Path, tmp_path: Pa
 
 
 def test_embed_command(model_dir: Path, corpus: Path, tmp_path: Path) -> None:
-    args = [
-        "embed",
-        str(model_dir),
-        "--data",
-        str(corpus),
-        "--modality",
-        "image",
-        "--out",
-        str(tmp_path / "e"),
-    ]
+    args = search_fixtures.embed_args(model_dir, corpus, "image", tmp_path / "e")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "skipped rows absent: 3" in result.output

@@ -82,16 +82,7 @@ def test_ray_output_is_byte_identical_to_local(
 
 
 def test_ray_command_and_worker_errors(cluster: str, model_dir: Path, corpus: Path, tmp_path: Path) -> None:
-    args = [
-        "embed",
-        str(model_dir),
-        "--data",
-        str(corpus),
-        "--modality",
-        "image",
-        "--out",
-        str(tmp_path / "e"),
-    ]
+    args = search_fixtures.embed_args(model_dir, corpus, "image", tmp_path / "e")
     result = CliRunner().invoke(app, [*args, "--engine", "ray", "--chunk-rows", "32"])
     assert result.exit_code == 0, result.output
     assert "skipped rows absent: 3" in result.output and len(read_embeddings(tmp_path / "e").ids) == 68
