@@ -17,10 +17,11 @@ from modalign.encoders import Encoder, ModalityTower, build_encoder
 from modalign.encoders.tuning import add_lora, keep_frozen_in_eval
 from modalign.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from modalign.fusion.heads import TaskHeads, probabilities
+from modalign.model_inputs import embed_inputs, embed_payloads
 from modalign.model_io import list_names, nonfinite_tensors
 from modalign.model_specs import FusionSpec, ModalitySpec, Prediction
 from modalign.tasks import decode_outputs
-from modalign.types import Batch, EmbeddingBatch, inputs_to
+from modalign.types import Batch, EmbeddingBatch
 
 
 class MultimodalModel(nn.Module):
@@ -160,55 +161,6 @@ class MultimodalModel(nn.Module):
             out[t.name] = total / count
         return out
 
-    def _embed_payloads(
-        self,
-        modality: str,
-        inputs: Sequence[Any],
-        batch_size: int,
-        base: Path,
-        allow_missing: bool,
-        device: torch.device,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, D) float32 embeddings, (N, D) features and (N,) mask of raw inputs, on ``device``.
-
-        Inputs are loaded and collated on the CPU, then each batch moves to ``device`` once
-        (None = absent if allowed).
-        """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        spec = self.specs[modality]
-        # variable-length inputs (a pretrained tokenizer pads per batch): batch texts of similar
-        # length together, longest first, and put the rows back in input order at the end
-        order = _length_order(inputs) if spec.transform.sort_by_length else list(range(len(inputs)))
-        embs, feats, masks = [], [], []
-        finite = []  # (B,) per batch, checked once at the end (no device sync per batch)
-        for start in range(0, len(inputs), batch_size):
-            items: list[torch.Tensor | None] = []
-            for row in order[start : start + batch_size]:
-                x, t = inputs[row], None
-                if x is not None:
-                    try:
-                        t = spec.transform.load(x, base)
-                    except DataError as e:
-                        raise e.located(row=row, column=modality) from None
-                if t is None and not allow_missing:
-                    raise DataError("input is empty/missing", reason="missing", row=row, column=modality)
-                items.append(t)
-            present = torch.tensor([t is not None for t in items], dtype=torch.bool).to(device)
-            x = inputs_to(spec.transform.collate(items), device)
-            emb, feat = self.tower(modality).embed(x, present)
-            finite.append(emb.isfinite().all(1))
-            embs.append(emb.float())
-            feats.append(feat.float())
-            masks.append(present)
-        if not embs:
-            empty = torch.zeros(0, self.embed_dim, device=device)
-            return empty, empty, torch.zeros(0, dtype=torch.bool, device=device)
-        back = torch.argsort(torch.tensor(order, device=device))  # sorted position of each input
-        if bad := (~torch.cat(finite)[back]).nonzero()[:, 0].tolist():
-            raise self.nonfinite_error(modality, bad, len(inputs), "inputs", "at positions")
-        return torch.cat(embs)[back], torch.cat(feats)[back], torch.cat(masks)[back]
-
     @torch.no_grad()
     def predict(
         self,
@@ -225,7 +177,7 @@ class MultimodalModel(nn.Module):
         :meth:`encode`.
         """
         with self._evaluating():
-            emb = self._embed_inputs(inputs, batch_size, base_dir, self._placed(device))
+            emb = embed_inputs(self, inputs, batch_size, base_dir, self._placed(device))
             probs = self.task_probabilities(self.fuse(emb), emb.present)
         return {k: v.cpu().numpy() for k, v in probs.items()}
 
@@ -262,7 +214,7 @@ class MultimodalModel(nn.Module):
             ConfigError: the fusion has no sequential states (only ``multimodn`` has them).
         """
         with self._evaluating():
-            emb = self._embed_inputs({m: [v] for m, v in sample.items()}, 1, base_dir, self.device)
+            emb = embed_inputs(self, {m: [v] for m, v in sample.items()}, 1, base_dir, self.device)
             return self.explain_embedded(emb)
 
     @torch.no_grad()
@@ -281,29 +233,6 @@ class MultimodalModel(nn.Module):
                 row[task.name] = probabilities(task, pred.step_logits[task.name][t, 0]).tolist()
             steps.append(row)
         return {"order": list(out.order), "steps": steps}
-
-    def _embed_inputs(
-        self,
-        inputs: Mapping[str, Sequence[Any]],
-        batch_size: int,
-        base_dir: str | Path | None,
-        device: torch.device,
-    ) -> EmbeddingBatch:
-        unknown = set(inputs) - set(self.specs)
-        if unknown:
-            raise DataError(f"unknown modalities {sorted(unknown)}; this model has {self.modalities}")
-        sizes = {len(v) for v in inputs.values()}
-        if len(sizes) > 1:
-            raise DataError(f"modalities have different numbers of samples: {sorted(sizes)}")
-        n = sizes.pop() if sizes else 0
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-        emb, feats, present = {}, {}, {}
-        for m in self.specs:
-            values = inputs.get(m, [None] * n)
-            emb[m], feats[m], present[m] = self._embed_payloads(
-                m, values, batch_size, base, allow_missing=True, device=device
-            )
-        return EmbeddingBatch(emb, present, feats)
 
     @torch.inference_mode()
     def encode(
@@ -339,8 +268,8 @@ class MultimodalModel(nn.Module):
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         dev = self._placed(device)
         with self._evaluating():
-            emb, _, _ = self._embed_payloads(
-                modality, list(inputs), batch_size, base, allow_missing=False, device=dev
+            emb, _, _ = embed_payloads(
+                self, modality, list(inputs), batch_size, base, allow_missing=False, device=dev
             )
         return emb.cpu().numpy()
 
@@ -418,11 +347,6 @@ def _encoder(spec: ModalitySpec) -> Encoder:
         raise ConfigError(
             f"modalities.{spec.name}.encoder_params: {spec.encoder} rejects them: {e}"
         ) from None
-
-
-def _length_order(inputs: Sequence[Any]) -> list[int]:
-    """Input positions, longest string first (stable); non-strings count as length 0."""
-    return sorted(range(len(inputs)), key=lambda i: -len(x) if isinstance(x := inputs[i], str) else 0)
 
 
 def load(path: str | Path, device: str | torch.device | None = None) -> MultimodalModel:
