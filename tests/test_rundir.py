@@ -151,7 +151,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(
         [
             sys.executable,
             "-c",
-            "import sys, time; from modalign.workflows.rundir import RunLock; "
+            "import sys, time; from modalign.workflows.runlock import RunLock; "
             "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
             str(run / "run.lock"),
         ],
