@@ -25,7 +25,8 @@ import modalign
 from modalign.cli import app
 from modalign.config import TrainerConfig, load_config
 from modalign.errors import CheckpointError, NonFiniteError, TrainingError
-from modalign.evaluation.ranking import KeyPositives, rank_candidates
+from modalign.evaluation.positives import KeyPositives
+from modalign.evaluation.ranking import rank_candidates
 from modalign.evaluation.retrieval import retrieval_metrics
 from modalign.evaluation.zero_shot import zero_shot_metrics
 from modalign.training import trainer as trainer_module

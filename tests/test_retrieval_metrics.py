@@ -102,10 +102,11 @@ def test_every_metric_matches_its_brute_force_definition(seed: int, ties: bool, 
 @pytest.mark.parametrize("ties", [False, True])
 def test_ranks_by_counting_equal_ranks_by_top_k(ties: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from modalign.evaluation import ranking
+    from modalign.evaluation.positives import KeyPositives, as_positives
 
     q, c, positives = random_case(7, n_q=60, n_c=45, ties=ties, max_positives=12)
     keys_q, keys_c = [i % 5 for i in range(60)], [j % 4 for j in range(45)]
-    for pos in (ranking.as_positives(positives, 60, 45), ranking.KeyPositives(keys_q, keys_c)):
+    for pos in (as_positives(positives, 60, 45), KeyPositives(keys_q, keys_c)):
         got = []
         for most in (-1, 10**9):  # every query by top-k, then every query by counting
             monkeypatch.setattr(ranking, "_MAX_COUNTED", most)
@@ -117,7 +118,7 @@ def test_ranks_by_counting_equal_ranks_by_top_k(ties: bool, monkeypatch: pytest.
 
 
 def test_positive_pairs_list_the_positive_mask() -> None:
-    from modalign.evaluation.ranking import IndexPositives, KeyPositives
+    from modalign.evaluation.positives import IndexPositives, KeyPositives
 
     keys = KeyPositives([3, 1, 3, 2, 9], [1, 3, 3, 0, 1, 3])
     for pos in (keys, IndexPositives([[4], [], [0, 5], [2, 1]], 6)):
@@ -148,7 +149,7 @@ def test_dense_bool_and_index_lists_and_chunking_agree() -> None:
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("chunk_bytes", [24 * 50 * 3, 128 * 2**20])  # 3 rows per chunk, or one
 def test_both_directions_from_one_pass_equal_two_passes(ties: bool, chunk_bytes: int) -> None:
-    from modalign.evaluation.ranking import IndexPositives, KeyPositives
+    from modalign.evaluation.positives import IndexPositives, KeyPositives
     from modalign.evaluation.retrieval import retrieval_per_query_both
 
     q, c, positives = random_case(6, n_q=40, n_c=50, ties=ties)

@@ -22,7 +22,7 @@ from modalign.data.dataset import SampleSet, collate, split_rows
 from modalign.data.manifest import Manifest, cell
 from modalign.evaluation.chance import retrieval_chance, zero_shot_chance
 from modalign.evaluation.embedded import EmbeddedSplit, check_finite
-from modalign.evaluation.ranking import KeyPositives
+from modalign.evaluation.positives import KeyPositives
 from modalign.evaluation.retrieval import aggregate, counts, retrieval_per_query, retrieval_per_query_both
 from modalign.evaluation.zero_shot import (
     class_prototypes,

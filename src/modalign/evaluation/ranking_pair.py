@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from modalign.evaluation.positives import Positives
 from modalign.evaluation.ranking import (
     _MAX_COUNTED,
-    Positives,
     Ranking,
     _all_finite,
     _unit_rows,

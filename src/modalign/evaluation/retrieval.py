@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from modalign.evaluation.ranking import Ranking, as_positives, rank_candidates
+from modalign.evaluation.positives import as_positives
+from modalign.evaluation.ranking import Ranking, rank_candidates
 
 NDCG_K, MRR_K, MAP_K = 10, 10, 100
 _MAP_ROWS = 8192  # queries per block of the MAP@100 sums
