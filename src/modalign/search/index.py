@@ -14,6 +14,10 @@ by replacing ``index.json`` (the only commit point), then deletes generation g. 
 any moment leaves either snapshot g with its journal or snapshot g+1, both complete; ``open``
 replays the journal and drops a torn last record. One process writes at a time (``flock`` on
 ``.lock``, taken at the first change); readers need no lock.
+
+One class in one file (over 400 lines): every method reads or changes the same state (rows, engine,
+journal writer, write lock) under one mutex. What needs none of it lives in the ``_`` modules:
+``_engine`` (FAISS / usearch), ``_exact``, ``_filters``, ``_journal``, ``_snapshot``, ``_validate``.
 """
 
 from __future__ import annotations
