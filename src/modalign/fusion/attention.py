@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from modalign.errors import ConfigError
-from modalign.fusion.base import FusionModule, FusionOutput, param_device_dtype, resolve_present
+from modalign.fusion.base import FusionModule, FusionOutput
 from modalign.registry import register
 
 
@@ -75,23 +75,14 @@ class AttentionFusion(FusionModule):
     def forward(
         self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
     ) -> FusionOutput:
-        """Fuse.
-
-        Args:
-            features: name -> (B, F_m); omitted names are absent.
-            present: name -> (B,) bool.
-
-        Returns:
-            FusionOutput with ``fused`` (B, d_model).
-        """
-        device, dtype = param_device_dtype(self)
-        clean, mask, b = resolve_present(self.names, self.dims, features, present, device, dtype)
+        """Fuse ``features`` where ``present`` (see :meth:`FusionModule.resolve`): ``fused`` (B, d_model)."""
+        clean, mask, b = self.resolve(features, present)
         toks = [self.cls.expand(b, 1, -1)]
         for j, m in enumerate(self.names):
             toks.append((self.proj[m](clean[m]) + self.pos[j])[:, None, :])  # (B, 1, d)
         x = torch.cat(toks, dim=1)  # (B, 1 + M, d)
         absent = torch.stack([~mask[m] for m in self.names], dim=1)  # (B, M)
-        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=device), absent], dim=1)
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=absent.device), absent], dim=1)
         h = self.encoder(x, src_key_padding_mask=pad)  # (B, 1 + M, d)
         fused = self.norm(h[:, 0])  # (B, d)
         return FusionOutput(fused=fused, regularizer=fused.new_zeros(()))

@@ -70,6 +70,19 @@ class FusionModule(nn.Module):
         """Plain kwargs that rebuild this module with ``cls(**config())`` (saved in config.json)."""
         raise NotImplementedError
 
+    def resolve(
+        self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
+        """What every ``forward(features, present)`` starts with: :func:`resolve_present` of this
+        module's modalities on its parameters' device and dtype.
+
+        Args:
+            features: name -> (B, F_m); omitted names are absent.
+            present: name -> (B,) bool.
+        """
+        device, dtype = param_device_dtype(self)
+        return resolve_present(self.names, self.dims, features, present, device, dtype)
+
 
 def batch_size_of(features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]) -> int:
     """Batch size B from the first tensor found; raises DataError when none is given."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from modalign.fusion.base import FusionModule, FusionOutput, param_device_dtype, resolve_present
+from modalign.fusion.base import FusionModule, FusionOutput
 from modalign.registry import register
 
 
@@ -53,17 +53,8 @@ class ConcatFusion(FusionModule):
     def forward(
         self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
     ) -> FusionOutput:
-        """Fuse.
-
-        Args:
-            features: name -> (B, F_m); omitted names are absent.
-            present: name -> (B,) bool.
-
-        Returns:
-            FusionOutput with ``fused`` (B, H).
-        """
-        device, dtype = param_device_dtype(self)
-        clean, mask, _ = resolve_present(self.names, self.dims, features, present, device, dtype)
+        """Fuse ``features`` where ``present`` (see :meth:`FusionModule.resolve`): ``fused`` (B, H)."""
+        clean, mask, _ = self.resolve(features, present)
         parts = [torch.where(mask[m][:, None], clean[m], self.missing[m][None, :]) for m in self.names]
         fused = self.mlp(torch.cat(parts, dim=1))  # (B, sum F_m) -> (B, H)
         return FusionOutput(fused=fused, regularizer=fused.new_zeros(()))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modalign.errors import ConfigError
-from modalign.fusion.base import FusionModule, FusionOutput, param_device_dtype, resolve_present
+from modalign.fusion.base import FusionModule, FusionOutput
 from modalign.registry import register
 
 
@@ -300,17 +300,8 @@ class LegoFusion(FusionModule):
     def forward(
         self, features: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
     ) -> FusionOutput:
-        """Fuse.
-
-        Args:
-            features: name -> (B, F_m); omitted names are absent.
-            present: name -> (B,) bool.
-
-        Returns:
-            FusionOutput with ``fused`` (B, l_d).
-        """
-        device, dtype = param_device_dtype(self)
-        clean, mask, b = resolve_present(self.names, self.dims, features, present, device, dtype)
+        """Fuse ``features`` where ``present`` (see :meth:`FusionModule.resolve`): ``fused`` (B, l_d)."""
+        clean, mask, b = self.resolve(features, present)
         if self.mode == "merge":
             lats = torch.stack([self.blocks[m](clean[m]) for m in self.names])  # (M, B, l_c, l_d)
             msk = torch.stack([mask[m] for m in self.names])  # (M, B)

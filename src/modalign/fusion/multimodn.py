@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from modalign.errors import ConfigError
-from modalign.fusion.base import FusionModule, FusionOutput, param_device_dtype, resolve_present
+from modalign.fusion.base import FusionModule, FusionOutput
 from modalign.fusion.missing import shuffled_order
 from modalign.registry import register
 
@@ -138,8 +138,7 @@ class MultiModNFusion(FusionModule):
             FusionOutput: ``fused`` (B, k) final state, ``states`` (E+1, B, k),
             ``step_mask`` (E+1, B), ``order``, weighted ``regularizer``.
         """
-        device, dtype = param_device_dtype(self)
-        clean, mask, b = resolve_present(self.names, self.dims, features, present, device, dtype)
+        clean, mask, b = self.resolve(features, present)
         if order is not None:
             steps = self._check_order(order)
         elif self.training and self.shuffle:
@@ -147,7 +146,7 @@ class MultiModNFusion(FusionModule):
         else:
             steps = self.order
         s = self.s0.expand(b, -1)  # (B, k)
-        states, step_mask = [s], [torch.ones(b, dtype=torch.bool, device=device)]
+        states, step_mask = [s], [torch.ones(b, dtype=torch.bool, device=s.device)]
         for m in steps:
             pm = mask[m]
             if self.reference_compat:
