@@ -12,6 +12,15 @@ import soundfile as sf
 from PIL import Image
 
 WORDS = ["circle", "square", "cross", "stripe"]
+# headless Chromium of the browser tests (the report page, the search page): no sandbox, nothing fetched
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 RATE = 8000
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import CHROMIUM_ARGS, tiny_config
 from typer.testing import CliRunner
 
 from modalign.cli import app
@@ -130,18 +130,10 @@ def test_seconds_read_as_durations() -> None:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
 def test_report_opens_in_headless_chromium_without_console_errors(evaluated: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-    ]
     errors: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -10,27 +10,13 @@ from modalign.fusion import build_fusion
 from modalign.registry import names
 
 DIMS = {"a": 5, "b": 3, "c": 4}
+LEGO = {"latent_channels": 4, "latent_dim": 8, "heads": 2, "head_dim": 4, "tokens": 2, "token_dim": 8}
 CONFIGS = {
     "concat": {"hidden": 16},
     "attention": {"d_model": 16, "heads": 2, "layers": 2},
     "multimodn": {"state_dim": 8, "hidden": (8,), "state_change_weight": 0.5},
-    "lego": {
-        "latent_channels": 4,
-        "latent_dim": 8,
-        "heads": 2,
-        "head_dim": 4,
-        "tokens": 2,
-        "token_dim": 8,
-    },
-    "lego_stack": {
-        "mode": "stack",
-        "latent_channels": 4,
-        "latent_dim": 8,
-        "heads": 2,
-        "head_dim": 4,
-        "tokens": 2,
-        "token_dim": 8,
-    },
+    "lego": LEGO,
+    "lego_stack": {"mode": "stack", **LEGO},
 }
 ALL = list(CONFIGS)
 

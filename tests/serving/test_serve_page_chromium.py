@@ -10,20 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM_ARGS
 from serve_fixtures import ServerThread, shared_served
 
 from modalign.serving import ServeSettings, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (CI installs it)")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def wait_until(page: Any, expression: str, timeout: float = 30.0) -> None:
@@ -40,7 +33,7 @@ def wait_until(page: Any, expression: str, timeout: float = 30.0) -> None:
 def browser() -> Any:
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
