@@ -82,7 +82,8 @@ def rank_candidates(
     """Best-positive ranks and top-``top_k`` relevance of every query, chunk by chunk.
 
     Args:
-        queries: (Q, D). candidates: (C, D). positives: built with :func:`as_positives`.
+        queries: (Q, D). candidates: (C, D).
+        positives: built with :func:`~modalign.evaluation.positives.as_positives`.
         top_k: length K of the ranked list kept per query (capped at C).
         normalize: L2-normalise rows first (off to score exactly as a peer that scores raw rows).
         chunk_bytes: working memory of one chunk of queries.
