@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-# one alias per option of `modalign eval --help`, in its order; None = decided by the run or the data
+# one alias per option of `modalign eval --help`, in its order; the defaults are in eval_'s signature
 ModelDir = Annotated[Path, typer.Argument(help="a model directory (RUN/model)")]
 Data = Annotated[Path, typer.Option("--data", help="manifest to evaluate on")]
 Split = Annotated[str | None, typer.Option("--split", help="split to evaluate ('' = all rows)")]
