@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from objective_specs import PAIR, SAME_DIM_TEACHER, SPECS, D
 
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup, names
@@ -26,19 +27,7 @@ from modalign.training.grad_cache import cached_backward
 from modalign.types import Batch, EmbeddingBatch
 from modalign.workflows import build  # noqa: F401  (registers every objective)
 
-B, D_IN, D = 12, 5, 6
-PAIR = ["image", "text"]
-SPECS: dict[str, tuple[list[str], dict, list[str]]] = {
-    "symile": (["image", "text", "audio"], {"negatives": "n_squared"}, []),
-    "affinity_distillation": (
-        PAIR,
-        {"alpha": 0.5, "learn_temperature": True},
-        ["image.teacher", "text.teacher"],
-    ),
-    "feature_distillation": (PAIR, {}, ["image.teacher", "text.teacher"]),
-    "momentum_itc": (PAIR, {"queue_size": 4, "embed_dim": D}, []),
-}
-SAME_DIM_TEACHER = {"feature_distillation"}  # the others take teacher rows of dim 4
+B, D_IN = 12, 5
 EXTRA_CASES = {"clip/tiled": ("clip", {"chunk_size": 4}), "siglip/tiled": ("siglip", {"chunk_size": 4})}
 
 

@@ -10,26 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from objective_specs import PAIR, SAME_DIM_TEACHER, SPECS, D
 
 from modalign.errors import ConfigError
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup, names
 from modalign.types import EmbeddingBatch
 
-B, D = 10, 6
-PAIR = ["image", "text"]
-# Objective name -> (modalities, params, extra embedding keys of dim 4 that carry no mask).
-SPECS: dict[str, tuple[list[str], dict, list[str]]] = {
-    "symile": (["image", "text", "audio"], {"negatives": "n_squared"}, []),
-    "affinity_distillation": (
-        PAIR,
-        {"alpha": 0.5, "learn_temperature": True},
-        ["image.teacher", "text.teacher"],
-    ),
-    "feature_distillation": (PAIR, {}, ["image.teacher", "text.teacher"]),
-    "momentum_itc": (PAIR, {"queue_size": 4, "embed_dim": D}, []),
-}
-SAME_DIM_TEACHER = {"feature_distillation"}  # the others take teacher rows of another dim (4)
+B = 10
 
 
 def spec(name):
