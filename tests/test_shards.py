@@ -245,3 +245,28 @@ def test_a_skipped_record_is_counted_once_over_epochs_and_resumes(packed, tmp_pa
     again = ShardBatches(shards, packed["sources"], 4, workers=1)
     again.load_state_dict(b.state_dict())
     assert again.skipped == {"bad_image": 1}
+
+
+def test_a_position_of_the_first_checkpoint_format_still_resumes(packed):
+    from modalign.training.distributed import World
+    from modalign.training.shard_source import ShardSource
+
+    _, state = take(readers(packed, 2, 2), 3)
+    # the first format: per rank, records produced per slot (rank r's slots are 2r and 2r + 1)
+    ranks = [
+        {
+            "epoch": 0,
+            "produced": {str(s): state["done"][s] for s in (2 * r, 2 * r + 1)},
+            "next_worker": state["next_worker"][str(r)],
+            "skipped": {"bad_image": 1} if r else {},
+        }
+        for r in (0, 1)
+    ]
+    saved = json.dumps({"workers": 2, "ranks": ranks}).encode()
+    resumed = [readers(packed, 2, 2)[r] for r in (0, 1)]
+    for r, b in enumerate(resumed):
+        ShardSource(b, N, World(r, 2)).load_state_tensors(
+            {"source/shards": torch.frombuffer(bytearray(saved), dtype=torch.uint8)}
+        )
+    assert take(resumed, 2)[0] == take(readers(packed, 2, 2, state), 2)[0]
+    assert resumed[0].skipped == {"bad_image": 1}

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from modalign.data.augment import sample_seed
+from modalign.data.sources.shard_parts import fresh_parts, parts_to_json
 from modalign.data.sources.shards import ShardBatches, merge_states
 from modalign.training.checkpoint import TrainState
 from modalign.training.distributed import World
@@ -84,4 +85,32 @@ class ShardSource:
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if STATE_KEY in tensors:
-            self.reader.load_state_dict(json.loads(bytes(tensors[STATE_KEY].tolist()).decode()))
+            saved = json.loads(bytes(tensors[STATE_KEY].tolist()).decode())
+            self.reader.load_state_dict(saved if "parts" in saved else _first_format(saved))
+
+
+def _first_format(saved: dict[str, Any]) -> dict[str, Any]:
+    """A position of the first checkpoint format (one per rank, records produced per slot) as parts.
+
+    Its skipped records were only counted, not named: they are kept under made-up keys.
+    """
+    ranks, workers = saved["ranks"], int(saved["workers"])
+    readers = len(ranks) * max(workers, 1)
+    done = [0] * readers
+    for state in ranks:
+        for slot, n in state["produced"].items():
+            done[int(slot)] = int(n)
+    failed = {
+        f"earlier/{r}/{k}/{n}": n
+        for r, state in enumerate(ranks)
+        for n, count in state["skipped"].items()
+        for k in range(int(count))
+    }
+    return {
+        "epoch": ranks[0]["epoch"],
+        "parts": parts_to_json(fresh_parts(readers)),
+        "done": done,
+        "layout": [len(ranks), workers],
+        "next_worker": {str(r): state["next_worker"] for r, state in enumerate(ranks)},
+        "failed": failed,
+    }
