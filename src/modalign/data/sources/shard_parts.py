@@ -11,7 +11,8 @@ Resumed with any layout of ``R`` readers, reader ``r`` reads the parts ``i ≡ r
 the other, each from its ``done``; when there are fewer parts than readers, the rest of every part
 is first dealt into ``⌈R/P⌉`` interleaved parts. Every record of the stream is in exactly one part
 and is read past (not decoded) until its part reaches it, so each record of the interrupted epoch
-is handed out exactly once over the runs, whatever the layouts. The same layout gives the same
+is handed out exactly once over the runs, whatever the layouts (a part dealt into ``m`` has its
+stream read ``m`` times over, for the rest of that epoch only). The same layout gives the same
 parts, hence the same order as an uninterrupted run; the next epoch starts fresh with the new
 layout (identical to a run that always had it).
 """
