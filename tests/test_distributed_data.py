@@ -57,7 +57,9 @@ def test_rows_that_fail_on_rank_1_are_counted_in_the_streamed_report(tmp_path: P
     assert report["data/skipped/train/bad_image"] == 2.0
 
 
-def test_shards_of_rank_1_count_and_resume_in_one_process(tmp_path: Path, monkeypatch: Any) -> None:
+def test_shards_of_rank_1_count_and_resume_in_one_process_with_2_workers(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     manifest = write_dataset(tmp_path / "data", {"train": ROWS})
     # 8 shards of 4 rows; with 2 processes x 0 workers rank 1 reads stream 1 of 2 in epoch 0
     first = ShardStream(list(range(8)), [], [], []).stream_shards(1, 2)[0]  # type: ignore[arg-type]
@@ -93,6 +95,7 @@ def test_shards_of_rank_1_count_and_resume_in_one_process(tmp_path: Path, monkey
             yield batch, rows
 
     monkeypatch.setattr(ShardBatches, "epoch_batches", spy)
+    raw["data"]["workers"] = 2  # 2 processes x no worker -> 1 process x 2 workers
     resumed = run_training(load_config(raw=raw), run, resume=True, show_progress=False)
     assert len(seen) == 2 * 8  # steps 2 and 3 of 8 rows in one process
     trained = step1 + seen  # 3 steps of epoch 0, whose 31 good records make 3 global batches of 8 + 7
