@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from modalign.data.dataset import ModalitySource, SampleSet, collate, concat_samples, load_samples
 from modalign.data.manifest import Manifest
+from modalign.data.sources._stacking import stack_rows, unstack_rows
 from modalign.data.sources.pack import FILES_KEY, ROW_KEY, iter_tar_samples
 from modalign.data.sources.shard_parts import (
     Part,
@@ -161,42 +162,12 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
 
 
 def _stacked(items: list[ShardItem]) -> list[ShardItem]:
-    """The chunk with each modality's tensors stacked into one (its row index left in place).
-
-    A DataLoader worker hands every tensor over through its own shared-memory segment; one tensor
-    per modality and chunk instead of one per sample is what makes worker reading fast.
-    """
-    names = {k for it in items for k in it.samples.data}
-    for name in names:
-        rows = [it.samples.data[name][0] for it in items if len(it.samples) and name in it.samples.data]
-        tensors = [t for t in rows if t is not None]
-        if (
-            not tensors
-            or not all(isinstance(t, torch.Tensor) for t in tensors)  # a processor's dict of tensors
-            or any(t.shape != tensors[0].shape for t in tensors)
-        ):
-            continue  # variable shapes and dict inputs travel one by one
-        block = torch.stack(tensors)
-        k = 0
-        for it in items:
-            values = it.samples.data.get(name) if len(it.samples) else None
-            if values and values[0] is not None:
-                values[0] = _Row(block, k)  # type: ignore[call-overload]
-                k += 1
+    stack_rows([it.samples for it in items])
     return items
 
 
-@dataclass
-class _Row:
-    block: torch.Tensor
-    index: int
-
-
 def _unstacked(items: list[ShardItem]) -> list[ShardItem]:
-    for it in items:
-        for values in it.samples.data.values():
-            if values and isinstance(values[0], _Row):
-                values[0] = values[0].block[values[0].index]
+    unstack_rows([it.samples for it in items])
     return items
 
 

@@ -29,6 +29,7 @@ from modalign.data.dataset import (
 )
 from modalign.data.loading import duplicate_ids, label_errors, refuse_unselected
 from modalign.data.manifest import Manifest, cell, is_missing
+from modalign.data.sources._stacking import stack_rows, unstack_rows
 from modalign.errors import DataError
 from modalign.types import Batch
 
@@ -91,7 +92,8 @@ class StreamedSamples:
         plan = ((None, list(range(k, min(k + size, len(self))))) for k in range(0, len(self), size))
         pending: list[SampleSet] = []
         whole = True
-        for _, loaded in self._loaded(plan, _listed):
+        for _, loaded in self._loaded(plan, _stacked):
+            unstack_rows([part for _, part in loaded])
             self._count([(k, _reason(part)) for k, part in loaded if not len(part)])
             pending += [part for _, part in loaded if len(part)]
             while len(pending) >= size:
@@ -159,7 +161,8 @@ def _reason(part: SampleSet) -> str:
     return next(iter(part.skipped), "unreadable")
 
 
-def _listed(parts: list[tuple[int, SampleSet]]) -> list[tuple[int, SampleSet]]:
+def _stacked(parts: list[tuple[int, SampleSet]]) -> list[tuple[int, SampleSet]]:
+    stack_rows([part for _, part in parts])  # one tensor per modality to hand over, not one per row
     return parts
 
 
