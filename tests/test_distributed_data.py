@@ -1,5 +1,6 @@
-"""Two gloo processes on streamed data: the rows that fail to load on rank 1 reach the report, and a
-run that streamed shards in 2 processes resumes in 1 at the next unseen sample.
+"""Two gloo processes on streamed data: the rows that fail to load on rank 1 reach the report; a
+manifest-streamed run resumed from 2 processes in 1 ends with the weights of 1 process throughout
+(<= 1e-5); a run that streamed shards in 2 processes resumes in 1 at the next unseen sample.
 
 Every rank loads only its own rows (its slice of each global batch from the manifest, its own
 shards), so rank 0 alone never sees rank 1's failures: the oracle is the number of files damaged on
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 import yaml
 from conftest import tiny_config, write_dataset
+from safetensors.torch import load_file
 
 from modalign.config import load_config
 from modalign.data.manifest import read_manifest
@@ -31,13 +33,20 @@ ROWS = 32
 def train_two(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     """``modalign train --nproc 2`` on ``raw``; its report."""
     config = out.parent / f"{out.name}.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))  # modality order = build order
     cmd = [sys.executable, "-m", "modalign", "train", str(config), "--out", str(out), "--nproc", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
     return report
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def raw_config(manifest: Path, max_steps: int, batch: int, **data: Any) -> dict[str, Any]:
@@ -53,8 +62,19 @@ def test_rows_that_fail_on_rank_1_are_counted_in_the_streamed_report(tmp_path: P
     rank1 = [order[8], order[16 + 8]]
     for row in rank1:
         (tmp_path / "data" / "images" / f"{row}.png").write_bytes(b"not a png")
-    report = train_two(raw_config(manifest, 2, 16, source="stream"), tmp_path / "run")
+    raw = raw_config(manifest, 2, 16, source="stream")
+    raw["modalities"]["text"]["encoder_params"]["dropout"] = 0.0  # 1 vs 2 processes: other masks
+    report = train_two(raw, tmp_path / "run")
     assert report["data/skipped/train/bad_image"] == 2.0
+    # resumed from step 1 in one process: the run of one process throughout (same global batches)
+    for late in ["checkpoints/step_00000002.safetensors", "model", "report.json", "report.html"]:
+        remove(tmp_path / "run" / late)
+    resumed = run_training(load_config(raw=raw), tmp_path / "run", resume=True, show_progress=False)
+    assert resumed["data/skipped/train/bad_image"] == 2.0  # rank 1's first failure via the checkpoint
+    one = run_training(load_config(raw=raw), tmp_path / "one", show_progress=False)
+    assert one["data/skipped/train/bad_image"] == 2.0
+    a, b = (load_file(tmp_path / r / "model" / "model.safetensors") for r in ("run", "one"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
 
 
 def test_shards_of_rank_1_count_and_resume_in_one_process_with_2_workers(
@@ -76,11 +96,7 @@ def test_shards_of_rank_1_count_and_resume_in_one_process_with_2_workers(
     for late in ["checkpoints/step_00000002.safetensors", "checkpoints/step_00000003.safetensors"]:
         (run / late).unlink()
     for late in ["model", "report.json", "report.html"]:
-        path = run / late
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        remove(run / late)
     step1 = []  # what the two processes trained on at step 1: each rank's first 4 good records
     for rank in (0, 1):
         reader = ShardBatches(shard_paths(tmp_path / "shards"), [], 4, rank=rank, world_size=2, buffer_size=2)
