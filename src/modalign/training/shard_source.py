@@ -15,7 +15,6 @@ of full batches, as in any run.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +25,7 @@ import torch.distributed as dist
 from modalign.data.augment import sample_seed
 from modalign.data.sources.shard_parts import fresh_parts, parts_to_json
 from modalign.data.sources.shards import ShardBatches, merge_states
-from modalign.training.checkpoint import TrainState
+from modalign.training.checkpoint import TrainState, json_tensor, tensor_json
 from modalign.training.distributed import World
 from modalign.types import Batch
 
@@ -80,12 +79,11 @@ class ShardSource:
         if self.world.size > 1:
             states = [None] * self.world.size
             dist.all_gather_object(states, self.reader.state_dict())
-        data = json.dumps(merge_states(states)).encode()
-        return {STATE_KEY: torch.frombuffer(bytearray(data), dtype=torch.uint8)}
+        return {STATE_KEY: json_tensor(merge_states(states))}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if STATE_KEY in tensors:
-            saved = json.loads(bytes(tensors[STATE_KEY].tolist()).decode())
+            saved = tensor_json(tensors[STATE_KEY])
             self.reader.load_state_dict(saved if "parts" in saved else _first_format(saved))
 
 

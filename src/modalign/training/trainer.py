@@ -43,10 +43,12 @@ from modalign.model import nonfinite_tensors
 from modalign.objectives import CombinedObjective
 from modalign.training.checkpoint import (
     TrainState,
+    json_tensor,
     list_checkpoints,
     load_newest_checkpoint,
     save_checkpoint,
     save_weights,
+    tensor_json,
 )
 from modalign.training.devices import autocast, check_precision, resolve_device
 from modalign.training.distributed import GatheredObjective, RankStreamModel, World, rows_stream
@@ -188,7 +190,7 @@ class Trainer:
             if isinstance(self.train_set, ShardSource):  # the shard readers' exact positions
                 self.train_set.load_state_tensors(extra)
             elif isinstance(self.train_set, StreamedSamples) and FAILED_KEY in extra:
-                saved = json.loads(bytes(extra[FAILED_KEY].tolist()).decode())
+                saved = tensor_json(extra[FAILED_KEY])
                 self.train_set.failed.update({int(k): v for k, v in saved.items()})
         self.world.broadcast_state([self.model, self.objective])  # every rank starts from rank 0's
         main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
@@ -256,8 +258,7 @@ class Trainer:
         if isinstance(self.train_set, ShardSource):
             extra.update(self.train_set.state_tensors())
         elif isinstance(self.train_set, StreamedSamples):  # rows that failed before, for the report
-            data = json.dumps(self.world.union(self.train_set.failed)).encode()
-            extra[FAILED_KEY] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            extra[FAILED_KEY] = json_tensor(self.world.union(self.train_set.failed))
         return extra
 
     def _join_failed(self) -> None:
