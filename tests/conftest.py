@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,9 @@ def tiny_config(manifest: Path, **trainer: Any) -> dict[str, Any]:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a synthetic manifest shared by the tests that only read it."""
     return write_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Arrow copies of Parquet files (modalign.data.arrow_copy) go to a temporary cache."""
+    os.environ["MODALIGN_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -16,6 +16,7 @@ from modalign.config import load_config
 from modalign.data.dataset import fit_transforms, load_samples
 from modalign.data.manifest import read_manifest
 from modalign.data.sources import ShardBatches, pack_manifest, shard_paths
+from modalign.data.sources.shards import merge_states
 from modalign.workflows.build import build_sources
 
 N = 40
@@ -166,24 +167,106 @@ def test_data_pack_command(packed, tmp_path):
     assert again.exit_code == 2 and "already holds shards" in again.output
 
 
-def test_a_shard_position_resumes_only_with_the_same_processes_and_workers(packed):
-    from modalign.errors import ConfigError
+def readers(packed, ranks: int, workers: int, state=None) -> list[ShardBatches]:
+    out = []
+    for r in range(ranks):
+        b = ShardBatches(
+            packed["shards"],
+            packed["sources"],
+            2,
+            rank=r,
+            world_size=ranks,
+            workers=workers,
+            seed=5,
+            buffer_size=3,
+        )
+        if state is not None:
+            b.load_state_dict(json.loads(json.dumps(state)))  # the state is JSON
+        out.append(b)
+    return out
+
+
+def take(ranks: list[ShardBatches], steps: int | None) -> tuple[list[list[str]], dict]:
+    """Every rank's ids of ``steps`` batches (None: the rest of the epoch, every record), and the position."""
+    if steps is None:
+        return [[i for item in b.items() for i in item.samples.ids] for b in ranks], {}
+    seen = []
+    for b in ranks:
+        it = iter(b)
+        seen.append([i for _ in range(steps) for i in next(it).ids])
+    return seen, merge_states([b.state_dict() for b in ranks])
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        [(2, 2, 3), (1, 1, None)],  # 4 readers -> 1
+        [(2, 2, 3), (1, 2, None)],  # 4 -> 2
+        [(2, 1, 4), (1, 2, None)],  # the same number of readers, other ranks
+        [(1, 1, 5), (2, 2, None)],  # 1 -> 4: the rest of the stream is dealt into 4 parts
+        [(2, 2, 2), (1, 2, 3), (2, 1, 2), (1, 1, None)],  # resumed again within the epoch
+    ],
+)
+def test_resume_with_other_ranks_or_workers_hands_out_each_sample_once(packed, chain):
+    seen: list[str] = []
+    state: dict | None = None
+    for ranks, workers, steps in chain:
+        start = state
+        ids, state = take(readers(packed, ranks, workers, start), steps)
+        seen += [i for rank in ids for i in rank]
+        assert all(ids)  # every rank has records to train on (else the epoch would end for all)
+    assert sorted(seen) == sorted(f"s{k}" for k in range(N))  # exactly once over the runs
+    # the next epoch is that of a run that always had the last layout
+    ranks, workers, _ = chain[-1]
+    resumed, fresh = readers(packed, ranks, workers, start), readers(packed, ranks, workers)
+    for b, f in zip(resumed, fresh, strict=True):
+        b.next_epoch()
+        f.next_epoch()
+    assert take(resumed, None)[0] == take(fresh, None)[0]
+
+
+def test_resume_with_the_same_ranks_and_workers_is_the_uninterrupted_order(packed):
+    straight, _ = take(readers(packed, 2, 2), 7)
+    first, state = take(readers(packed, 2, 2), 3)
+    rest, _ = take(readers(packed, 2, 2, state), 4)
+    assert [a + b for a, b in zip(first, rest, strict=True)] == straight
+
+
+def test_a_skipped_record_is_counted_once_over_epochs_and_resumes(packed, tmp_path):
+    shards = [tmp_path / p.name for p in packed["shards"]]
+    for p, q in zip(packed["shards"], shards, strict=True):
+        q.write_bytes(p.read_bytes())
+    rewrite_shard(shards[0], lambda name, data: b"not a png" if name == "000000001.image.png" else data)
+    b = ShardBatches(shards, packed["sources"], 4, workers=2, seed=1)
+    it = iter(b)
+    for _ in range(3 * (N // 4)):  # 3 epochs (39 usable rows: 9 batches of 4 each)
+        next(it)
+    assert b.epoch == 3 and b.skipped == {"bad_image": 1}
+    again = ShardBatches(shards, packed["sources"], 4, workers=1)
+    again.load_state_dict(b.state_dict())
+    assert again.skipped == {"bad_image": 1}
+
+
+def test_a_position_of_the_first_checkpoint_format_still_resumes(packed):
     from modalign.training.distributed import World
     from modalign.training.shard_source import ShardSource
 
-    two = [
-        ShardBatches(packed["shards"], packed["sources"], 2, rank=r, world_size=2, workers=2) for r in (0, 1)
+    _, state = take(readers(packed, 2, 2), 3)
+    # the first format: per rank, records produced per slot (rank r's slots are 2r and 2r + 1)
+    ranks = [
+        {
+            "epoch": 0,
+            "produced": {str(s): state["done"][s] for s in (2 * r, 2 * r + 1)},
+            "next_worker": state["next_worker"][str(r)],
+            "skipped": {"bad_image": 1} if r else {},
+        }
+        for r in (0, 1)
     ]
-    for b in two:
-        next(iter(b))
-    saved = json.dumps({"workers": 2, "ranks": [b.state_dict() for b in two]}).encode()
-    tensors = {"source/shards": torch.frombuffer(bytearray(saved), dtype=torch.uint8)}
-    one = ShardSource(ShardBatches(packed["shards"], packed["sources"], 4, workers=2), N, World())
-    with pytest.raises(ConfigError, match="with 2 process"):
-        one.load_state_tensors(tensors)
-    rank1 = ShardSource(ShardBatches(packed["shards"], packed["sources"], 2, workers=2), N, World(1, 2))
-    rank1.load_state_tensors(tensors)
-    assert rank1.reader.state_dict() == two[1].state_dict()
-    solo = ShardSource(two[1], N, World())  # state_tensors of one process: its own reader
-    saved_solo = json.loads(bytes(solo.state_tensors()["source/shards"].tolist()))
-    assert saved_solo["ranks"] == [two[1].state_dict()]
+    saved = json.dumps({"workers": 2, "ranks": ranks}).encode()
+    resumed = [readers(packed, 2, 2)[r] for r in (0, 1)]
+    for r, b in enumerate(resumed):
+        ShardSource(b, N, World(r, 2)).load_state_tensors(
+            {"source/shards": torch.frombuffer(bytearray(saved), dtype=torch.uint8)}
+        )
+    assert take(resumed, 2)[0] == take(readers(packed, 2, 2, state), 2)[0]
+    assert resumed[0].skipped == {"bad_image": 1}

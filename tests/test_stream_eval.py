@@ -58,6 +58,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     manifest = write_dataset(root, {"train": 32, "val": 20, "test": 24})
     (root / "images" / "60.png").write_bytes(b"not a png")  # a test row that fails to load
+    (root / "images" / "40.png").write_bytes(b"not a png")  # a validation row (9th of 20) too
     return manifest
 
 
@@ -76,22 +77,24 @@ def test_streamed_validation_and_test_report_equal_the_in_memory_ones(
     data: Path, memory_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated: list[int] = []
-    batches = StreamedSamples.batches
+    loaded = StreamedSamples._loaded
 
-    def counted(self: StreamedSamples, plan: Any) -> Any:
+    def counted(self: StreamedSamples, *args: Any) -> Any:
         validated.append(len(self))
-        return batches(self, plan)
+        return loaded(self, *args)
 
-    monkeypatch.setattr(StreamedSamples, "batches", counted)
+    monkeypatch.setattr(StreamedSamples, "_loaded", counted)
     no_memory_loading(monkeypatch)
     run_training(config(data, "stream"), tmp_path / "run", show_progress=False)
     assert 20 in validated and 24 in validated  # the val and test splits went through the stream
     val = [(r["step"], r["val/loss"]) for r in log(tmp_path / "run") if "val/loss" in r]
     expected = [(r["step"], r["val/loss"]) for r in log(memory_run) if "val/loss" in r]
+    # the validation row that fails to load is left out of the batches (batch of 16 of the 19 others)
     assert len(val) == 2 and val == expected
     a, b = (json.loads((r / "report.json").read_text()) for r in (memory_run, tmp_path / "run"))
     assert a["meta"]["n_test"] == b["meta"]["n_test"] == 23  # the broken image's row left out
     assert b["data/skipped/test/bad_image"] == 1.0
+    assert a["data/skipped/val/bad_image"] == b["data/skipped/val/bad_image"] == 1.0
     assert_close(numbers(a), numbers(b))
     assert any(k.startswith("zeroshot/") for k in b) and any(k.startswith("retrieval/") for k in b)
 

@@ -102,3 +102,22 @@ def test_training_from_shards_resumes_at_the_exact_sample(dataset: Path, tmp_pat
     assert_same(weights(tmp_path / "straight"), weights(tmp_path / "cut"))
     log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 9)) and all(math.isfinite(r["loss"]) for r in log)
+
+
+def test_a_failed_row_stays_counted_after_resume(tmp_path: Path) -> None:
+    manifest = write_dataset(tmp_path / "data", {"train": 32, "val": 4, "test": 8})
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(0)).tolist()  # seed 0, epoch 0
+    (tmp_path / "data" / "images" / f"{order[0]}.png").write_bytes(b"not a png")  # in batch 1 only
+    cfg = config(manifest, "stream", workers=0)
+    cfg = cfg.model_copy(
+        update={"trainer": cfg.trainer.model_copy(update={"max_steps": 2, "checkpoint_every": 1})}
+    )
+
+    def crash_at_1(step: int, metrics: dict) -> None:
+        if step == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_training(cfg, tmp_path / "run", show_progress=False, on_step=crash_at_1)
+    report = run_training(cfg, tmp_path / "run", resume=True, show_progress=False)  # loads batch 2 only
+    assert report["data/skipped/train/bad_image"] == 1.0

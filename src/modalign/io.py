@@ -14,8 +14,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from modalign.errors import OutputError
 
@@ -29,6 +30,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         OutputError: the directory cannot be created or written (the message says why); the
             previous file, if any, is left as it was and no temp file remains.
     """
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any]) -> None:
+    """:func:`atomic_write_bytes` of what ``write`` writes to the open file (for large files)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +44,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

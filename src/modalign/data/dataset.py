@@ -210,3 +210,16 @@ def collate(samples: SampleSet, indices: Sequence[int], sources: Sequence[Modali
         present[src.name] = torch.tensor([x is not None for x in items], dtype=torch.bool)
     labels = {c: [v[i] for i in indices] for c, v in samples.columns.items()}
     return Batch(inputs=inputs, present=present, ids=[samples.ids[i] for i in indices], labels=labels)
+
+
+def concat_samples(parts: Sequence[SampleSet]) -> SampleSet:
+    """The rows of ``parts`` in order, in one set (modalities and columns of the first part)."""
+    out = SampleSet(data={k: [] for k in parts[0].data}, columns={c: [] for c in parts[0].columns})
+    for p in parts:
+        out.ids += p.ids
+        out.rows += p.rows
+        for k, v in p.data.items():
+            out.data[k] += v
+        for c, v in p.columns.items():
+            out.columns[c] += v
+    return out

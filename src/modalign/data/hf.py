@@ -6,8 +6,9 @@ it is opened with ``datasets.load_from_disk``, whose Arrow files are memory-mapp
 built when it is asked for (:class:`ArrowRows`), so neither the rows nor their media are held in
 memory (a streamed source reads only the rows of its batches). A DatasetDict's rows are its
 splits' rows in the order of ``dataset_dict.json``, numbered across them, with the split's name in
-the ``split`` column. Parquet manifests are read with pyarrow into Arrow memory (the encoded
-media, never decoded ahead) and rowed the same way.
+the ``split`` column. A Parquet file with ``Image``/``Audio`` cells is memory-mapped from an Arrow
+copy written once to the cache (:mod:`modalign.data.arrow_copy`); other Parquet manifests are read
+with pyarrow into Arrow memory; both are rowed the same way.
 
 Cells become the payloads the transforms take:
 
@@ -31,8 +32,9 @@ from typing import Any, overload
 
 import numpy as np
 
+from modalign.data.arrow_copy import mapped_table, unreadable_parquet
 from modalign.data.transforms._files import InlineFile
-from modalign.errors import DataError
+from modalign.errors import DataError, OutputError
 
 DICT_MARKER = "dataset_dict.json"
 DATASET_MARKERS = ("state.json", "dataset_info.json")
@@ -188,7 +190,8 @@ def _table(ds: Any) -> Any:
 
 
 def parquet_rows(path: str) -> ArrowRows:
-    """The rows of a Parquet file (read into Arrow memory; see the module docstring).
+    """The rows of a Parquet file: memory-mapped from an Arrow copy when it has media cells
+    (:mod:`modalign.data.arrow_copy`), else read into Arrow memory.
 
     Raises:
         DataError: pyarrow is missing, or the file is corrupt or not Parquet.
@@ -199,9 +202,11 @@ def parquet_rows(path: str) -> ArrowRows:
     except ImportError as e:
         raise DataError("reading Parquet needs pyarrow: pip install 'modalign[parquet]'", path=path) from e
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
+        media = any(_cell_kind(field.type) != "plain" for field in schema)
+        table = mapped_table(Path(path)) if media else pq.read_table(path)
+    except OutputError:  # the Arrow copy could not be written (an OSError too)
+        raise
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise DataError(
-            f"cannot read Parquet ({e}); the file is corrupt or not Parquet", reason="bad_manifest", path=path
-        ) from None
+        raise unreadable_parquet(Path(path), e) from None
     return ArrowRows([(None, table)], path, functools.partial(parquet_rows, path))

@@ -268,3 +268,13 @@ def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def json_tensor(obj: Any) -> torch.Tensor:
+    """``obj`` as JSON bytes in a uint8 tensor (checkpoint files hold tensors only)."""
+    return torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8)
+
+
+def tensor_json(t: torch.Tensor) -> Any:
+    """The object :func:`json_tensor` stored."""
+    return json.loads(bytes(t.tolist()).decode())

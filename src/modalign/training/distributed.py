@@ -26,6 +26,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -105,6 +106,14 @@ class World:
         t = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t) / self.size
+
+    def union(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        """Every rank's entries of ``items`` in one dict, on every rank (a collective)."""
+        if self.size == 1:
+            return dict(items)
+        parts: list[Any] = [None] * self.size
+        dist.all_gather_object(parts, items)
+        return {k: v for part in parts for k, v in part.items()}
 
     def barrier(self) -> None:
         if self.size > 1:

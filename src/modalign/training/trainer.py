@@ -43,10 +43,12 @@ from modalign.model import nonfinite_tensors
 from modalign.objectives import CombinedObjective
 from modalign.training.checkpoint import (
     TrainState,
+    json_tensor,
     list_checkpoints,
     load_newest_checkpoint,
     save_checkpoint,
     save_weights,
+    tensor_json,
 )
 from modalign.training.devices import autocast, check_precision, resolve_device
 from modalign.training.distributed import GatheredObjective, RankStreamModel, World, rows_stream
@@ -56,6 +58,8 @@ from modalign.training.progress import TrainingProgress
 from modalign.training.schedule import lr_at
 from modalign.training.shard_source import ShardSource
 from modalign.types import Batch, EmbeddingBatch, LossOutput
+
+FAILED_KEY = "source/failed"  # checkpoint tensor: a streamed split's rows that failed to load (JSON)
 
 
 class Trainer:
@@ -185,6 +189,9 @@ class Trainer:
                 )
             if isinstance(self.train_set, ShardSource):  # the shard readers' exact positions
                 self.train_set.load_state_tensors(extra)
+            elif isinstance(self.train_set, StreamedSamples) and FAILED_KEY in extra:
+                saved = tensor_json(extra[FAILED_KEY])
+                self.train_set.failed.update({int(k): v for k, v in saved.items()})
         self.world.broadcast_state([self.model, self.objective])  # every rank starts from rank 0's
         main = self.world.is_main  # only rank 0 writes logs, checkpoints and best weights
         if main:
@@ -239,6 +246,7 @@ class Trainer:
                 if self.on_step is not None:
                     self.on_step(state.step, metrics)
         batches.close()  # stops a streamed source's DataLoader workers
+        self._join_failed()
         if self.ema is not None:
             self.ema.copy_to(self.model)
         self._check_finite_weights(state.step, "the model")
@@ -249,7 +257,14 @@ class Trainer:
         extra = {} if self.ema is None else _prefixed(self.ema.state_dict(), "ema/")
         if isinstance(self.train_set, ShardSource):
             extra.update(self.train_set.state_tensors())
+        elif isinstance(self.train_set, StreamedSamples):  # rows that failed before, for the report
+            extra[FAILED_KEY] = json_tensor(self.world.union(self.train_set.failed))
         return extra
+
+    def _join_failed(self) -> None:
+        """Every rank's training rows that failed to load, on every rank (each loads its own rows)."""
+        if isinstance(self.train_set, (StreamedSamples, ShardSource)):
+            self.train_set.failed.update(self.world.union(self.train_set.failed))
 
     def _train_step(self, step: int, batch: Batch, seeds: Sequence[int] | None = None) -> dict[str, float]:
         """One optimizer step; returns the step's metrics (``skipped`` 1.0 for a non-finite step).
@@ -394,15 +409,15 @@ class Trainer:
 
     def _val_batches(self) -> Iterator[Batch]:
         """Full validation batches in row order (the last partial one is left out). A streamed
-        split (``data.source``) loads the same rows in DataLoader workers, batch by batch."""
+        split (``data.source``) loads the same rows in DataLoader workers, batch by batch, and
+        leaves out the rows that fail to load, as the in-memory split does before batching."""
         val = self.val_set
         assert val is not None
+        if not isinstance(val, SampleSet):
+            yield from val.full_batches(self.batch_size)
+            return
         n, b = len(val), min(self.batch_size, len(val))
-        plan = [list(range(start, start + b)) for start in range(0, n - b + 1, b)]
-        if isinstance(val, SampleSet):
-            yield from (collate(val, idx, self.sources) for idx in plan)
-        else:
-            yield from (batch for _, batch in val.batches(iter(zip(plan, plan))))
+        yield from (collate(val, list(range(k, k + b)), self.sources) for k in range(0, n - b + 1, b))
 
     # --- non-finite guard -----------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ Resume checks the saved ``RUN/config.yaml`` against the new config. Every field 
 those that change where, how fast or how often the run works, not what it computes:
 ``trainer.max_steps`` (may grow; the cosine schedule then stretches from the checkpoint on),
 ``trainer.checkpoint_every``, ``trainer.keep_checkpoints``, ``trainer.threads``, ``trainer.device``
-(a CUDA run may go on on a CPU), ``trainer.max_nonfinite_steps`` and the ``eval`` section (used
-after training only). Allowed changes are printed and written to ``config.yaml``; any other
-difference refuses the resume with the list of dotted paths, old -> new.
+(a CUDA run may go on on a CPU), ``trainer.max_nonfinite_steps``, ``data.workers`` (the same
+batches from a manifest; from shards every sample of the epoch still once, in another order, as
+with another number of processes) and the ``eval`` section (used after training only). Allowed
+changes are printed and written to ``config.yaml``; any other difference refuses the resume with
+the list of dotted paths, old -> new.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ MAY_CHANGE = (
     "trainer.threads",
     "trainer.device",
     "trainer.max_nonfinite_steps",
+    "data.workers",  # loading only: shard positions resume with other workers too (shard_parts)
     "eval",
 )
 _ABSENT = object()

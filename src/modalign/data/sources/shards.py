@@ -8,16 +8,21 @@ least ``W·K`` shards, or some slots stay idle). Each slot shuffles its records 
 shuffle, with the run's transforms, in the worker process (bounded memory: one buffer of raw
 records per worker plus the DataLoader's prefetch).
 
-Exact resume: workers hand over chunks of ``chunk`` records (chunk ``k`` of a slot = its records
-``[k·chunk, (k+1)·chunk)``), which the DataLoader returns round-robin in a fixed order, so the
-position is the number of records each slot has produced plus the worker to ask next
-(:meth:`ShardBatches.state_dict`). On resume every slot skips its produced records without
-decoding them (the first chunk is the rest of the interrupted one) and the worker cycle starts
-where it stopped.
+Exact resume: the position is how many records of each part of the epoch were handed out
+(:mod:`~modalign.data.sources.shard_parts`) plus the worker to ask next. Workers hand over chunks
+of ``chunk`` records (chunk ``k`` of a part = its records ``[k·chunk, (k+1)·chunk)``), which the
+DataLoader returns round-robin in a fixed order. On resume every reader passes over its handed-out
+records without decoding them (the first chunk is the rest of the interrupted one). With the same
+ranks and workers the worker cycle starts where it stopped, so the batches are those of an
+uninterrupted run; with other numbers of ranks or workers every remaining record of the
+interrupted epoch is still handed out exactly once (in another order), and the next epoch is that
+of a run that always had the new layout.
 
 Damage: a record whose media cannot be decoded is skipped with the transform's reason, a member
 the metadata names but the shard lacks is ``missing_member``, unreadable JSON ``bad_metadata`` and
-an unreadable rest of a shard ``corrupt_shard``; :attr:`ShardBatches.skipped` counts them.
+an unreadable rest of a shard ``corrupt_shard``; :attr:`ShardBatches.skipped` counts them, each
+record once whatever the epoch (its key is kept in :attr:`ShardBatches.failed` and in the
+position).
 """
 
 from __future__ import annotations
@@ -27,16 +32,25 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from modalign.data.dataset import ModalitySource, SampleSet, collate, load_samples
+from modalign.data.dataset import ModalitySource, SampleSet, collate, concat_samples, load_samples
 from modalign.data.manifest import Manifest
+from modalign.data.sources._stacking import stack_rows, unstack_rows
 from modalign.data.sources.pack import FILES_KEY, ROW_KEY, iter_tar_samples
+from modalign.data.sources.shard_parts import (
+    Part,
+    fresh_parts,
+    mine,
+    parts_from_json,
+    parts_to_json,
+    spread,
+)
 from modalign.types import Batch
 
 Record = tuple[str, dict[str, bytes] | None]
@@ -44,21 +58,28 @@ Record = tuple[str, dict[str, bytes] | None]
 
 @dataclass
 class ShardItem:
-    """One record of a slot's stream: its position there and the decoded sample (or why not)."""
+    """One record of a reader's stream: where it is in the epoch's parts and the decoded sample."""
 
-    slot: int
+    part: int  # index among the epoch's parts (:mod:`~modalign.data.sources.shard_parts`)
+    index: int  # its index within that part
     worker: int
-    position: int
+    key: str  # the record's key in its shard (the shard's path for an unreadable rest of a shard)
     samples: SampleSet  # one sample, or none with ``skipped`` set
     chunk_end: bool = True  # the last record of its chunk (the DataLoader moves to the next worker)
 
 
 @dataclass
 class ShardStream(IterableDataset):  # type: ignore[type-arg]
-    """The records of this rank's slots for one epoch (an IterableDataset for DataLoader workers)."""
+    """This rank's records of one epoch from a position (an IterableDataset for DataLoader workers).
+
+    Reader ``rank·K + worker`` of ``world_size·K`` (``K`` DataLoader workers, 1 without) reads the
+    parts that :func:`~modalign.data.sources.shard_parts.mine` gives it, each from its ``done``.
+    """
 
     shards: Sequence[Path]
     sources: Sequence[ModalitySource]
+    parts: Sequence[Part]
+    done: Sequence[int]  # records of each part already handed out
     epoch: int = 0
     seed: int = 0
     rank: int = 0
@@ -66,41 +87,45 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
     buffer_size: int = 256
     id_column: str = "id"
     keep_columns: Sequence[str] = ()
-    skip: dict[int, int] = field(default_factory=dict)  # slot -> records already produced
     split_column: str = "split"
     split: str | None = None  # records of other splits are passed over (not counted)
     first_worker: int = 0  # the worker the DataLoader asks first (rotation on resume)
-    chunk: int = 32  # records per DataLoader item: positions [k·chunk, (k+1)·chunk) of a slot
+    chunk: int = 32  # records per DataLoader item: indices [k·chunk, (k+1)·chunk) of a part
 
-    def slot_shards(self, slot: int, slots: int) -> list[Path]:
-        """The shards slot ``slot`` of ``slots`` reads this epoch."""
+    def stream_shards(self, stream: int, streams: int) -> list[Path]:
+        """The shards of stream ``stream`` of ``streams`` this epoch."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(len(self.shards), generator=g).tolist()
-        return [self.shards[j] for k, j in enumerate(order) if k % slots == slot]
+        return [self.shards[j] for k, j in enumerate(order) if k % streams == stream]
+
+    def stream(self, part: Part) -> Iterator[Record]:
+        """The shuffled records of ``part``'s whole stream (a pure function of seed, epoch, stream)."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + part.stream)
+        return shuffled(_records(self.stream_shards(part.stream, part.streams)), self.buffer_size, g)
 
     def __iter__(self) -> Iterator[list[ShardItem]]:
-        """Chunks of decoded records. Chunk boundaries sit at multiples of ``chunk`` whatever the
-        resume point, so a resumed DataLoader interleaves the workers' chunks as before."""
+        """Chunks of decoded records. Chunk boundaries sit at multiples of ``chunk`` within a part
+        whatever the resume point, so a resumed DataLoader interleaves the workers' chunks as before."""
         info = get_worker_info()
         workers, loader_id = (info.num_workers, info.id) if info is not None else (1, 0)
         worker = (loader_id + self.first_worker) % workers
-        slot = self.rank * workers + worker
-        records = _records(self.slot_shards(slot, self.world_size * workers))
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 65_537 + slot)
-        skip = self.skip.get(slot, 0)
-        out: list[ShardItem] = []
         with tempfile.TemporaryDirectory(prefix="modalign-shard-", dir=_scratch_root()) as scratch:
-            for n, record in enumerate(shuffled(records, self.buffer_size, g)):
-                if n < skip:  # records before the resume point are not decoded
-                    continue
-                out.append(ShardItem(slot, worker, n, self.decode(record, Path(scratch)), False))
-                if (n + 1) % self.chunk == 0:
+            for i in mine(self.parts, self.rank * workers + worker, self.world_size * workers):
+                out: list[ShardItem] = []
+                for n, (key, members) in enumerate(self.stream(self.parts[i])):
+                    k = self.parts[i].index(n)
+                    if k is None or k < self.done[i]:  # not this part's, or handed out before: not decoded
+                        continue
+                    out.append(
+                        ShardItem(i, k, worker, key, self.decode((key, members), Path(scratch)), False)
+                    )
+                    if (k + 1) % self.chunk == 0:
+                        out[-1].chunk_end = True
+                        yield _stacked(out)
+                        out = []
+                if out:
                     out[-1].chunk_end = True
                     yield _stacked(out)
-                    out = []
-        if out:
-            out[-1].chunk_end = True
-            yield _stacked(out)
 
     def decode(self, record: Record, scratch: Path) -> SampleSet:
         """One record -> a one-sample :class:`SampleSet` (or an empty one with the skip reason)."""
@@ -137,42 +162,12 @@ class ShardStream(IterableDataset):  # type: ignore[type-arg]
 
 
 def _stacked(items: list[ShardItem]) -> list[ShardItem]:
-    """The chunk with each modality's tensors stacked into one (its row index left in place).
-
-    A DataLoader worker hands every tensor over through its own shared-memory segment; one tensor
-    per modality and chunk instead of one per sample is what makes worker reading fast.
-    """
-    names = {k for it in items for k in it.samples.data}
-    for name in names:
-        rows = [it.samples.data[name][0] for it in items if len(it.samples) and name in it.samples.data]
-        tensors = [t for t in rows if t is not None]
-        if (
-            not tensors
-            or not all(isinstance(t, torch.Tensor) for t in tensors)  # a processor's dict of tensors
-            or any(t.shape != tensors[0].shape for t in tensors)
-        ):
-            continue  # variable shapes and dict inputs travel one by one
-        block = torch.stack(tensors)
-        k = 0
-        for it in items:
-            values = it.samples.data.get(name) if len(it.samples) else None
-            if values and values[0] is not None:
-                values[0] = _Row(block, k)  # type: ignore[call-overload]
-                k += 1
+    stack_rows([it.samples for it in items])
     return items
 
 
-@dataclass
-class _Row:
-    block: torch.Tensor
-    index: int
-
-
 def _unstacked(items: list[ShardItem]) -> list[ShardItem]:
-    for it in items:
-        for values in it.samples.data.values():
-            if values and isinstance(values[0], _Row):
-                values[0] = values[0].block[values[0].index]
+    unstack_rows([it.samples for it in items])
     return items
 
 
@@ -212,8 +207,9 @@ class ShardBatches:
     """Local batches of ``rows`` samples from shards, epoch after epoch, with an exact position.
 
     Every rank builds one with the same arguments and its own ``rank``; each epoch's last partial
-    batch is dropped. ``state_dict()`` after a batch, given to ``load_state_dict()`` of a new
-    instance, continues with the next sample.
+    batch is dropped. ``state_dict()`` after a batch (every rank's, joined by :func:`merge_states`)
+    given to ``load_state_dict()`` of a new instance continues with the next sample, also with other
+    numbers of ranks and workers (:mod:`~modalign.data.sources.shard_parts`).
     """
 
     def __init__(
@@ -240,29 +236,46 @@ class ShardBatches:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.workers, self.buffer_size, self.prefetch = workers, buffer_size, prefetch
         self.id_column, self.keep_columns = id_column, list(keep_columns)
-        self.epoch, self.next_worker = 0, 0
-        self.produced: dict[int, int] = {}  # slot -> records produced this epoch
-        self.skipped: Counter[str] = Counter()
+        self.failed: dict[str, str] = {}  # record key -> why it was skipped (once, whatever the epoch)
+        self.next_epoch(epoch=0)
+
+    @property
+    def readers(self) -> int:
+        """Reader slots over every rank: ranks x DataLoader workers (1 without workers)."""
+        return self.world_size * max(self.workers, 1)
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Records skipped per reason (each record counted once, whatever the epoch)."""
+        return Counter(self.failed.values())
 
     def state_dict(self) -> dict[str, Any]:
+        """This rank's position (JSON); join every rank's with :func:`merge_states`."""
         return {
             "epoch": self.epoch,
-            "produced": {str(k): v for k, v in self.produced.items()},
-            "next_worker": self.next_worker,
-            "skipped": dict(self.skipped),
+            "parts": parts_to_json(self.parts),
+            "done": list(self.done),
+            "layout": [self.world_size, self.workers],
+            "next_worker": {str(self.rank): self.next_worker},
+            "failed": dict(self.failed),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue at ``state`` (every rank's position, merged), with this reader's layout."""
         self.epoch = int(state["epoch"])
-        self.produced = {int(k): int(v) for k, v in state["produced"].items()}
-        self.next_worker = int(state["next_worker"])
-        self.skipped = Counter(state["skipped"])
+        self.failed = {str(k): str(v) for k, v in state["failed"].items()}
+        parts, done = parts_from_json(state["parts"]), [int(d) for d in state["done"]]
+        self.parts, self.done = spread(parts, done, self.readers)
+        same = [int(x) for x in state["layout"]] == [self.world_size, self.workers]
+        self.next_worker = int(state["next_worker"].get(str(self.rank), 0)) if same else 0
 
     def items(self) -> Iterator[ShardItem]:
         """This rank's records of the current epoch from the saved position on (which they move)."""
         stream = ShardStream(
             self.shards,
             self.sources,
+            self.parts,
+            list(self.done),
             epoch=self.epoch,
             seed=self.seed,
             rank=self.rank,
@@ -270,7 +283,6 @@ class ShardBatches:
             buffer_size=self.buffer_size,
             id_column=self.id_column,
             keep_columns=self.keep_columns,
-            skip=dict(self.produced),
             first_worker=self.next_worker,
             split_column=self.split_column,
             split=self.split,
@@ -290,9 +302,10 @@ class ShardBatches:
             )
         for chunk in loader:
             for item in _unstacked(chunk):  # the position moves with every record handed out
-                self.produced[item.slot] = item.position + 1
+                self.done[item.part] = item.index + 1
                 self.next_worker = (item.worker + item.chunk_end) % max(self.workers, 1)
-                self.skipped.update(item.samples.skipped)
+                if item.samples.skipped:
+                    self.failed.setdefault(item.key, next(iter(item.samples.skipped)))
                 yield item
 
     def __iter__(self) -> Iterator[Batch]:
@@ -309,25 +322,30 @@ class ShardBatches:
             if len(item.samples):
                 pending.append(item.samples)
             if len(pending) == self.rows:
-                rows = _concat(pending)
+                rows = concat_samples(pending)
                 yield collate(rows, list(range(self.rows)), self.sources), rows.rows
                 pending = []
 
-    def next_epoch(self) -> None:
-        self.epoch, self.produced, self.next_worker = self.epoch + 1, {}, 0
+    def next_epoch(self, epoch: int | None = None) -> None:
+        """Start epoch ``epoch`` (default: the next one) from its beginning, with this layout."""
+        self.epoch = self.epoch + 1 if epoch is None else epoch
+        self.parts = fresh_parts(self.readers)
+        self.done = [0] * len(self.parts)
+        self.next_worker = 0
+
+
+def merge_states(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One position from every rank's :meth:`ShardBatches.state_dict` (taken after the same step)."""
+    first = states[0]
+    if any(s["epoch"] != first["epoch"] or s["parts"] != first["parts"] for s in states):
+        raise ValueError("the ranks' shard positions are not of the same epoch and parts")
+    return {
+        **first,
+        "done": [max(d) for d in zip(*(s["done"] for s in states), strict=True)],  # each part: its reader's
+        "next_worker": {k: v for s in states for k, v in s["next_worker"].items()},
+        "failed": {k: v for s in reversed(states) for k, v in s["failed"].items()},
+    }
 
 
 def _identity(item: Any) -> Any:
     return item
-
-
-def _concat(parts: Sequence[SampleSet]) -> SampleSet:
-    out = SampleSet(data={k: [] for k in parts[0].data}, columns={c: [] for c in parts[0].columns})
-    for p in parts:
-        out.ids += p.ids
-        out.rows += p.rows
-        for k, v in p.data.items():
-            out.data[k] += v
-        for c, v in p.columns.items():
-            out.columns[c] += v
-    return out

@@ -2,27 +2,39 @@
 
 Memory stays bounded (the batches being prefetched, not the split), and the batches are exactly
 those of the in-memory path: the trainer chooses the rows of every batch (the same seeded order),
-this source only loads them. A row that fails to load is counted once in ``skipped`` by its reason and
-enters its batch as a row with every modality absent (so every rank keeps the same number of rows
-and the objectives ignore it); rows with bad labels are left out before training, as in memory.
+this source only loads them. A row that fails to load is counted once in ``skipped`` by its reason.
+In a training batch it enters as a row with every modality absent (the rows of every step are
+planned before they are loaded, so every rank keeps the same number of rows and the objectives
+ignore it); :meth:`StreamedSamples.full_batches` (validation) leaves it out and batches the rows
+that load, which are then exactly the in-memory split's batches. Rows with bad labels are left out
+before training, as in memory.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from modalign.data.dataset import ModalitySource, SampleSet, collate, load_samples, split_rows
+from modalign.data.dataset import (
+    ModalitySource,
+    SampleSet,
+    collate,
+    concat_samples,
+    load_samples,
+    split_rows,
+)
 from modalign.data.loading import duplicate_ids, label_errors, refuse_unselected
 from modalign.data.manifest import Manifest, cell, is_missing
+from modalign.data.sources._stacking import stack_rows, unstack_rows
 from modalign.errors import DataError
 from modalign.types import Batch
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class StreamedSamples:
@@ -48,7 +60,7 @@ class StreamedSamples:
         self.manifest, self.sources, self.rows = manifest, list(sources), list(rows)
         self.id_column, self.keep_columns = id_column, list(keep_columns)
         self.workers, self.prefetch = workers, prefetch
-        self.skipped: Counter[str] = Counter()  # rows left out before training, per reason
+        self.excluded: Counter[str] = Counter()  # rows left out before training, per reason
         self.failed: dict[int, str] = {}  # position -> why it failed to load (once, whatever the epoch)
         self.ids: list[str] = []
         self.columns: dict[str, list[Any]] = {c: [] for c in keep_columns}
@@ -61,8 +73,41 @@ class StreamedSamples:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def skipped(self) -> Counter[str]:
+        """Rows left out per reason: before training, and those that failed to load (each once)."""
+        return self.excluded + Counter(self.failed.values())
+
     def batches(self, plan: Iterator[tuple[T, list[int]]]) -> Iterator[tuple[T, Batch]]:
-        """``(tag, batch of the listed positions)`` for every ``(tag, positions)`` of ``plan``, in order."""
+        """``(tag, batch of the listed positions)`` for every ``(tag, positions)`` of ``plan``, in order
+        (a row that fails to load is in its batch with every modality absent)."""
+        for tag, (batch, failed) in self._loaded(plan, self._collate):
+            self._count(failed)
+            yield tag, batch
+
+    def full_batches(self, size: int) -> Iterator[Batch]:
+        """Batches of ``size`` rows that load, in row order, the last partial one left out (all of
+        them in one batch when fewer than ``size`` load): the batches of the same split loaded in
+        memory, whose failed rows are left out before batching."""
+        plan = ((None, list(range(k, min(k + size, len(self))))) for k in range(0, len(self), size))
+        pending: list[SampleSet] = []
+        whole = True
+        for _, loaded in self._loaded(plan, _stacked):
+            unstack_rows([part for _, part in loaded])
+            self._count([(k, _reason(part)) for k, part in loaded if not len(part)])
+            pending += [part for _, part in loaded if len(part)]
+            while len(pending) >= size:
+                whole = False
+                rows = concat_samples(pending[:size])
+                pending = pending[size:]
+                yield collate(rows, list(range(size)), self.sources)
+        if whole and pending:
+            yield collate(concat_samples(pending), list(range(len(pending))), self.sources)
+
+    def _loaded(
+        self, plan: Iterator[tuple[T, list[int]]], collate_fn: Callable[[Any], U]
+    ) -> Iterator[tuple[T, U]]:
+        """``(tag, collate_fn([(position, one-sample set)...]))`` per ``plan`` entry, loaded by workers."""
         tags: deque[T] = deque()
 
         def positions() -> Iterator[list[int]]:
@@ -75,15 +120,15 @@ class StreamedSamples:
             batch_sampler=positions(),  # type: ignore[arg-type]
             num_workers=self.workers,
             prefetch_factor=self.prefetch if self.workers > 0 else None,
-            collate_fn=self._collate,
+            collate_fn=collate_fn,
             generator=torch.Generator(),  # its seed draw must not move the training RNG
         )
-        for batch, failed in loader:
-            for k, reason in failed:
-                if k not in self.failed:
-                    self.failed[k] = reason
-                    self.skipped[reason] += 1
-            yield tags.popleft(), batch
+        for out in loader:
+            yield tags.popleft(), out
+
+    def _count(self, failed: Sequence[tuple[int, str]]) -> None:
+        for k, reason in failed:
+            self.failed.setdefault(k, reason)
 
     def load(self, k: int) -> SampleSet:
         """Position ``k`` of the split as a one-sample set (empty, with the reason, when it fails)."""
@@ -101,7 +146,7 @@ class StreamedSamples:
         for k, part in parts:
             ok = len(part) == 1
             if not ok:
-                failed.append((k, next(iter(part.skipped), "unreadable")))
+                failed.append((k, _reason(part)))
             rows.ids.append(self.ids[k])
             rows.rows.append(self.rows[k])
             for name in rows.data:
@@ -109,6 +154,16 @@ class StreamedSamples:
             for c in self.keep_columns:
                 rows.columns[c].append(part.columns[c][0] if ok else None)
         return collate(rows, list(range(len(parts))), self.sources), failed
+
+
+def _reason(part: SampleSet) -> str:
+    """Why a row failed to load (its one-sample set is empty)."""
+    return next(iter(part.skipped), "unreadable")
+
+
+def _stacked(parts: list[tuple[int, SampleSet]]) -> list[tuple[int, SampleSet]]:
+    stack_rows([part for _, part in parts])  # one tensor per modality to hand over, not one per row
+    return parts
 
 
 class _Rows(Dataset):  # type: ignore[type-arg]
@@ -162,5 +217,5 @@ def stream_split(
     out = StreamedSamples(
         manifest, sources, good, id_column=id_column, keep_columns=keep_columns, workers=workers
     )
-    out.skipped.update(e.reason for e in bad)
+    out.excluded.update(e.reason for e in bad)
     return out
