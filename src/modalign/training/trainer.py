@@ -358,7 +358,9 @@ class Trainer:
         inputs = dict(batch.inputs)
         for s in self.sources:
             x = batch.inputs[s.name]
-            if isinstance(x, torch.Tensor):
+            # augments() False: augment is the identity (no RNG draw), so the per-row loop of
+            # augment_per_sample (a reseed and a copy of every row) is skipped
+            if isinstance(x, torch.Tensor) and s.transform.augments():
                 augmented = (
                     s.transform.augment(x) if seeds is None else augment_per_sample(s.transform, x, seeds)
                 )
@@ -516,12 +518,16 @@ def _optimizer(
 
     ``scales`` (``id(param) -> lr multiplier``) splits the groups further; each keeps ``lr_scale``.
     """
+    # The fused kernel (one pass over each parameter) on the CPU and CUDA: the same update, ~5x
+    # faster than the per-parameter loop on the CPU (benchmarks/train_throughput.py).
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    fused = True if device.type in ("cpu", "cuda") else None
     if cfg.optimizer == "adam":
         params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
         groups = _scaled_groups([{"params": params, "weight_decay": cfg.weight_decay}], scales)
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
     groups = _scaled_groups(_param_groups(model, objective, cfg.weight_decay), scales)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
 
 
 def _scaled_groups(groups: list[dict[str, Any]], scales: dict[int, float]) -> list[dict[str, Any]]:
