@@ -1,12 +1,13 @@
 """Distillation on the icon set: teacher vs distilled student vs the same student from scratch.
 
-Run: ``python benchmarks/distill_student.py`` from the repository root. On a loaded 2-core machine
-the two students took 21 minutes at ``--steps 300`` (the distilled one 13, the scratch one 8);
-training the teacher here adds its own run (24 minutes for 300 steps). ``--teacher RUN_DIR`` reuses
+Run: ``python benchmarks/distill_student.py`` from the repository root. ``--teacher RUN_DIR`` reuses
 a finished ``modalign train configs/mdi_icons.yaml --out RUN_DIR`` run (its saved config must be
 that file's, its test figures are read from its ``report.json``) instead of training the teacher
-here; ``--steps N`` trains the two students for N steps instead of their config's, ``--teacher-steps N``
-the teacher instead of its config's 500; ``--json PATH`` writes the figures.
+here; ``--steps N`` trains the two students for N steps instead of their config's (1000),
+``--teacher-steps N`` the teacher instead of its config's 500; ``--seed N`` sets both students'
+``trainer.seed``; ``--json PATH`` writes the figures. On a 2-core machine shared with
+other jobs the two students took 37 minutes (distilled 24, scratch 13); training the teacher here
+adds its own run (over an hour for 500 steps on that machine).
 
 Protocol, fixed before looking at results: the bundled icon set and its splits, test R@1/5/10 in
 both directions with the same id as the only positive.
@@ -15,9 +16,20 @@ both directions with the same id as the only positive.
 * distilled student: ``configs/icons_student.yaml`` (at most a quarter of the teacher's parameters,
   TinyCLIP weight inheritance from the teacher and the objectives and teacher settings of that
   config);
-* scratch student: the same student architecture and steps, CLIP only, random initialisation.
+* scratch student: the same student architecture, steps and seed, CLIP only, random initialisation.
 Both students train for the same number of steps. Targets: the student has <= 1/4 of the
 teacher's parameters, keeps >= 90% of its text->image R@10 and beats the scratch student.
+
+Disclosed: the student's recipe (affinities at the teacher's own logit scale 17.73 instead of 50,
+1000 steps instead of 500) was chosen after looking at these figures: seed-0 runs against a 500-step
+teacher, ranked by validation R@10, their test figures seen too (teacher embedded once vs on
+augmented batches, 500 vs 1000 steps). The claim is the run with ``--seed 1``, not looked at
+before the choice:
+``--teacher`` = a 500-step ``mdi_icons.yaml`` run (1,572,512 parameters, test text->image R@1/5/10
+0.372/0.556/0.628), students 381,968 parameters (0.243), distilled 0.331/0.530/0.594 (94.6% of the
+teacher's R@10), scratch 0.220/0.401/0.495 (+9.9 points). Seed 0 (selection run): 0.341/0.532/0.599
+vs scratch 0.479 (test; validation R@10 0.590 vs 0.477). Seed 2 (run after the claim, same
+settings): 0.329/0.516/0.582 (92.6%) vs scratch 0.231/0.435/0.505.
 """
 
 from __future__ import annotations
@@ -29,7 +41,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from _icons import ROOT, table, write_json
 
 import modalign
@@ -49,7 +60,8 @@ def trained(cfg: ExperimentConfig, out: Path) -> tuple[dict[str, float], float]:
 
 def reused_teacher(run: Path, cfg: ExperimentConfig) -> dict[str, float]:
     """The test report of a finished teacher run, after checking it trained ``cfg``."""
-    saved = yaml.safe_load((run / "config.yaml").read_text())
+    # validated, so fields added (with defaults) since that run was saved compare equal
+    saved = load_config(run / "config.yaml").model_dump(mode="json")
     want = cfg.model_dump(mode="json")
     saved["trainer"].pop("threads", None), want["trainer"].pop("threads", None)  # same model either way
     for section in SAME_RUN:
@@ -75,14 +87,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="students' steps (default: their config's)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="teacher's steps (default: 500)")
     parser.add_argument("--teacher", default=None, help="a finished mdi_icons.yaml run to reuse")
+    parser.add_argument("--seed", type=int, default=None, help="students' trainer.seed")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="distill_student_"))
 
-    def steps(n: int | None) -> list[str]:
-        sets = [f"trainer.threads={args.threads}"]
+    def steps(n: int | None, seed: int | None = None) -> list[str]:
+        sets = [f"trainer.threads={args.threads}"] + ([] if seed is None else [f"trainer.seed={seed}"])
         if n is None:
             return sets
         return [*sets, f"trainer.max_steps={n}", f"trainer.warmup_steps={max(1, n // 5)}"]
@@ -97,12 +110,12 @@ def main() -> None:
     student = ROOT / "configs/icons_student.yaml"
     runs = {
         "student, distilled (icons_student.yaml)": load_config(
-            student, [*steps(args.steps), f"model.teacher={teacher_dir}"]
+            student, [*steps(args.steps, args.seed), f"model.teacher={teacher_dir}"]
         ),
         "student, from scratch": load_config(
             student,
             [
-                *steps(args.steps),
+                *steps(args.steps, args.seed),
                 "model.teacher=null",
                 "model.inherit=null",
                 "model.teacher_on_augmented=false",
