@@ -10,6 +10,7 @@ loss on its own rows, DDP-averaged) must differ, so the comparison can fail.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -22,7 +23,13 @@ from objective_specs import PAIR, SAME_DIM_TEACHER, SPECS, D
 
 from modalign.objectives import CombinedObjective
 from modalign.registry import lookup, names
-from modalign.training.distributed import GatheredObjective, RankStreamModel, World, gather_rows
+from modalign.training.distributed import (
+    GatheredObjective,
+    RankStreamModel,
+    World,
+    gather_rows,
+    joined_from_env,
+)
 from modalign.training.grad_cache import cached_backward
 from modalign.types import Batch, EmbeddingBatch
 from modalign.workflows import build  # noqa: F401  (registers every objective)
@@ -177,3 +184,26 @@ def test_dropout_streams_differ_by_rank_and_replay_exactly(two_ranks):
     assert masks.shape == (8, 16) and not torch.equal(masks[:4], masks[4:])  # ranks' rows differ
     assert float(two_ranks["dropout|replay_equal"]) == 1.0  # a GradCache replay draws the same masks
     assert float(two_ranks["dropout|shared_stream_untouched"]) == 1.0  # objectives' draws stay aligned
+
+
+def _join_and_leave(rank: int, port: int, port2: int, out_dir: str) -> None:
+    """Join through the torchrun variables, leave; then a group the caller made outlives the block."""
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ.update({**env, "LOCAL_RANK": str(rank)})
+    with joined_from_env("cpu") as world:
+        inside = dist.is_initialized() and world.all_mean(float(rank)) == 0.5
+    left = dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port2}", rank=rank, world_size=2)
+    with joined_from_env("cpu"):
+        pass
+    kept = dist.is_initialized()
+    dist.destroy_process_group()
+    torch.save(torch.tensor([inside, left, kept]), Path(out_dir) / f"rank{rank}.pt")
+
+
+def test_a_group_joined_from_the_environment_is_destroyed_on_leaving(tmp_path):
+    """A process that exits with a live gloo group can abort in interpreter shutdown (SIGABRT)."""
+    mp.spawn(_join_and_leave, args=(_free_port(), _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        inside, left, kept = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True).tolist()
+        assert (inside, left, kept) == (True, False, True)

@@ -124,21 +124,31 @@ def _grad_or_zeros(p: torch.Tensor) -> torch.Tensor:
     return p.grad if p.grad is not None else torch.zeros_like(p)
 
 
-def init_from_env(device: str = "auto") -> World:
+@contextlib.contextmanager
+def joined_from_env(device: str = "auto") -> Iterator[World]:
     """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1).
 
     Backend: NCCL when the run is on CUDA (each process on ``cuda:LOCAL_RANK``), else gloo. Without
-    torchrun's variables (or with one process) nothing is initialised and ``World()`` is returned.
+    torchrun's variables (or with one process) nothing is initialised and ``World()`` is yielded.
+    A group joined here is destroyed on leaving: a process that exits with a live gloo group can
+    abort in interpreter shutdown (SIGABRT, "terminate called without an active exception") after
+    its work is done, which torchrun reports as a failed run. A group the caller made is left alone.
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1 or not dist.is_available():
-        return World()
-    if not dist.is_initialized():
+        yield World()
+        return
+    created = not dist.is_initialized()
+    if created:
         cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return World.current()
+    try:
+        yield World.current()
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 class _GatherRows(torch.autograd.Function):

@@ -29,7 +29,7 @@ from modalign.model import MultimodalModel
 from modalign.model import load as load_model
 from modalign.model_io import load_safetensors
 from modalign.training.checkpoint import list_checkpoints
-from modalign.training.distributed import World, init_from_env
+from modalign.training.distributed import World, joined_from_env
 from modalign.training.feature_cache import CachedFeatures, cache_frozen_features
 from modalign.training.prediction import check_labels, prediction_loss
 from modalign.training.shard_source import ShardSource
@@ -77,8 +77,20 @@ def run_training(
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains its slice of each global batch; rank 0
     alone locks and writes the run directory, evaluates and returns the metrics (other ranks: {}).
     """
-    out = Path(out_dir)
-    world = init_from_env(cfg.trainer.device)
+    with joined_from_env(cfg.trainer.device) as world:
+        return _run(cfg, Path(out_dir), resume, overwrite, show_progress, on_step, manifest, world)
+
+
+def _run(
+    cfg: ExperimentConfig,
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    show_progress: bool,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    manifest: Manifest | None,
+    world: World,
+) -> dict[str, Any]:
     check_params(cfg)  # before any data is read
     if not world.is_main:
         try:
