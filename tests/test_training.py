@@ -277,10 +277,13 @@ def test_bad_encoder_params_name_the_modality(dataset: Path, tmp_path: Path) -> 
 
 
 def test_affinity_distillation_from_a_saved_teacher(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
     from modalign.data.loading import load_split, open_manifest
     from modalign.training.teacher import add_teacher_embeddings
+    from modalign.workflows.build import build_objective
 
-    train(dataset, tmp_path / "teacher", max_steps=3)
+    train(dataset, tmp_path / "teacher", max_steps=3, select_best=False)
     teacher = modalign.load(tmp_path / "teacher" / "model")
     # the carried teacher embeddings are exactly what the teacher encodes from the raw files
     manifest = open_manifest(dataset)
@@ -303,6 +306,22 @@ def test_affinity_distillation_from_a_saved_teacher(dataset: Path, tmp_path: Pat
     assert all(math.isfinite(r["affinity_distillation/loss"]) for r in log) and "val/loss" in log[-1]
     assert all(0.0 <= r["feature_distillation/loss"] <= 2.0 for r in log)  # 1 - cos of unit rows
 
+    # "teacher" scale params: the scale saved with the teacher (its final checkpoint's; select_best off)
+    ckpt = load_file(tmp_path / "teacher" / "checkpoints" / "step_00000003.safetensors")
+    scale = float(ckpt["objective/objectives.clip.scale.log_scale"].exp())
+    assert teacher.logit_scale == pytest.approx(scale, rel=1e-6) and scale != pytest.approx(1 / 0.07)
+    raw["objectives"][0]["params"] = {"teacher_scale": "teacher", "init_temperature": "teacher"}
+    cfg = load_config(raw=raw)
+    built = build_objective(cfg, teacher).objectives["affinity_distillation"]
+    assert built.teacher_scale == teacher.logit_scale
+    assert float(built.scale()) == pytest.approx(teacher.logit_scale, rel=1e-6)
+    run_training(cfg, tmp_path / "student2", show_progress=False)  # resolved from the teacher's directory
+    teacher.logit_scale = None  # e.g. a model saved before the scale was recorded
+    with pytest.raises(ConfigError, match="teacher_scale: teacher: the teacher .* saved no logit scale"):
+        build_objective(cfg, teacher)
+    with pytest.raises(ConfigError, match="needs a teacher model: set model.teacher"):
+        build_objective(load_config(raw={**raw, "model": {"embed_dim": 16}}))
+
     raw["model"]["embed_dim"] = 2 * raw["model"]["embed_dim"]  # not the teacher's: named, not a shape error
     with pytest.raises(ConfigError, match="model.embed_dim"):
         run_training(load_config(raw=raw), tmp_path / "wide", show_progress=False)
@@ -314,7 +333,7 @@ def test_select_best_keeps_the_lowest_validation_loss(dataset: Path, tmp_path: P
     cfg = load_config(
         raw=tiny_config(
             dataset,
-            max_steps=8,
+            max_steps=12,  # the validation loss is lowest before the end (step 6 here)
             val_every=2,
             checkpoint_every=2,
             keep_checkpoints=10,
@@ -332,6 +351,9 @@ def test_select_best_keeps_the_lowest_validation_loss(dataset: Path, tmp_path: P
     ckpt = load_file(tmp_path / "run" / "checkpoints" / f"step_{best:08d}.safetensors")
     for k, v in saved.items():
         assert torch.equal(v, ckpt[f"model/{k}"]), k
+    # the logit scale saved with the model is the one its weights were trained at (the best step's)
+    scale = float(ckpt["objective/objectives.clip.scale.log_scale"].exp())
+    assert modalign.load(tmp_path / "run" / "model").logit_scale == pytest.approx(scale, rel=1e-6)
 
 
 # --- devices and precision -------------------------------------------------------------------------

@@ -39,12 +39,17 @@ class MultimodalModel(nn.Module):
         head: str = "linear",
         fusion: FusionSpec | None = None,
         aligned: bool = True,
+        logit_scale: float | None = None,
     ):
         super().__init__()
         self.specs = {s.name: s for s in specs}
         # False when no contrastive objective shaped the space (a fusion-only model): cross-modal
         # retrieval and zero-shot scores would be meaningless, so evaluation skips them.
         self.aligned = aligned
+        # s = 1/τ the saved weights were trained at (CombinedObjective.logit_scale; None: no
+        # learned scale, or a model saved before it was recorded); a distillation teacher's targets
+        # use it (affinity_distillation teacher_scale: teacher)
+        self.logit_scale = logit_scale
         self.embed_dim = embed_dim
         self.head = head
         self.towers = nn.ModuleDict({s.name: ModalityTower(_encoder(s), embed_dim, head) for s in specs})

@@ -46,6 +46,7 @@ def describe(model: MultimodalModel) -> dict[str, Any]:
         },
         "fusion": None if model.fusion_spec is None else model.fusion_spec.describe(),
         "aligned": model.aligned,
+        "logit_scale": model.logit_scale,
     }
 
 
@@ -100,6 +101,7 @@ def from_config_dir(cls: type[MultimodalModel], directory: str | Path) -> Multim
             desc["head"],
             None if fusion is None else FusionSpec.from_description(fusion),
             bool(desc.get("aligned", True)),
+            _optional_float(desc.get("logit_scale")),
         )
     except CheckpointError:
         raise
@@ -109,6 +111,12 @@ def from_config_dir(cls: type[MultimodalModel], directory: str | Path) -> Multim
             f"{directory}/config.json has a wrong structure or value ({type(e).__name__}: {e}); "
             "save the model again with this version of modalign"
         ) from None
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is not None and not (isinstance(value, (int, float)) and float(value) > 0):
+        raise ValueError(f"logit_scale must be a positive number or null, got {value!r}")
+    return None if value is None else float(value)
 
 
 def from_pretrained(

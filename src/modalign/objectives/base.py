@@ -161,6 +161,15 @@ class CombinedObjective(nn.Module):
             total = torch.zeros(())
         return LossOutput(total, metrics)
 
+    def logit_scale(self) -> float | None:
+        """The learned (or fixed) scale ``s = 1/τ`` of the first objective, in config order, that
+        has one (clip, siglip, cwcl, symile, affinity_distillation, ...); None if none has."""
+        for objective in self.objectives.values():
+            for module in objective.modules():
+                if isinstance(module, LearnableScale):
+                    return float(module().detach())
+        return None
+
     @torch.no_grad()
     def clamp_(self) -> None:
         for objective in self.objectives.values():

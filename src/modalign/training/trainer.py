@@ -111,6 +111,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.best_path = self.ckpt_dir / "best.safetensors"
+        self.best_objective_path = self.ckpt_dir / "best_objective.safetensors"  # its logit scale
         self.max_steps, self.seed = cfg.max_steps, cfg.seed
         # "full" (or a size >= the training set): one batch of every row, in data order.
         full = cfg.batch_size == "full" or int(cfg.batch_size) >= len(train)
@@ -225,6 +226,7 @@ class Trainer:
                         if self.config.select_best and main:
                             self._check_finite_weights(state.step, "the best-validation weights")
                             save_weights(self.best_path, self.model)
+                            save_weights(self.best_objective_path, self.objective)
                 metrics["train_seconds"] = round(seconds_before + time.perf_counter() - started, 3)
                 log.write(json.dumps({"step": state.step, **metrics}) + "\n")
                 log.flush()

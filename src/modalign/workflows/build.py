@@ -87,13 +87,22 @@ def apply_tuning(cfg: ExperimentConfig, model: MultimodalModel) -> dict[str, flo
     return {name: m.lr_scale for name, m in cfg.modalities.items() if m.lr_scale != 1.0}
 
 
-def build_objective(cfg: ExperimentConfig) -> CombinedObjective:
-    """The weighted sum of the configured objectives over the configured modalities."""
+# objective params that may say "teacher": the loaded teacher's logit scale (or its 1/s)
+TEACHER_SCALE_PARAMS = {"teacher_scale": lambda s: s, "init_temperature": lambda s: 1.0 / s}
+
+
+def build_objective(cfg: ExperimentConfig, teacher: MultimodalModel | None = None) -> CombinedObjective:
+    """The weighted sum of the configured objectives over the configured modalities.
+
+    ``teacher_scale: teacher`` / ``init_temperature: teacher`` take the scale ``s`` the teacher was
+    trained at (``teacher.logit_scale``, saved in its model directory) and ``1/s``. Without a
+    ``teacher`` (checking a config before the teacher is loaded) they stand at ``s = 1``.
+    """
     names = list(cfg.modalities)
     objectives = {}
     for o in cfg.objectives:
         cls = lookup("objective", o.name)
-        params = dict(o.params)
+        params = _teacher_params(cfg, o.name, dict(o.params), teacher)
         if "total_steps" in inspect.signature(cls).parameters:  # schedules over the whole run
             params.setdefault("total_steps", cfg.trainer.max_steps)
         try:
@@ -101,6 +110,26 @@ def build_objective(cfg: ExperimentConfig) -> CombinedObjective:
         except TypeError as e:  # an unknown or missing keyword in objectives[].params
             raise ConfigError(f"objectives: {o.name}.params {dict(o.params)} are invalid: {e}") from None
     return CombinedObjective(objectives, {o.name: o.weight for o in cfg.objectives})
+
+
+def _teacher_params(
+    cfg: ExperimentConfig, name: str, params: dict[str, Any], teacher: MultimodalModel | None
+) -> dict[str, Any]:
+    """``params`` with every ``"teacher"`` value of TEACHER_SCALE_PARAMS resolved."""
+    asked = [k for k in TEACHER_SCALE_PARAMS if params.get(k) == "teacher"]
+    if not asked:
+        return params
+    where = f"objectives: {name}.params.{asked[0]}: teacher"
+    if cfg.model.teacher is None:
+        raise ConfigError(f"{where} needs a teacher model: set model.teacher to its run or model directory")
+    scale = 1.0 if teacher is None else teacher.logit_scale
+    if scale is None:
+        raise ConfigError(
+            f"{where}: the teacher {cfg.model.teacher} saved no logit scale (a model saved before "
+            "modalign recorded it, or trained without a learned scale); give the number instead, "
+            "e.g. the last clip/logit_scale in the teacher run's metrics.jsonl"
+        )
+    return {**params, **{k: TEACHER_SCALE_PARAMS[k](scale) for k in asked}}
 
 
 def check_params(cfg: ExperimentConfig) -> None:

@@ -201,7 +201,7 @@ def _train(
         if val is not None:
             add_teacher_embeddings(cast(SampleSet, val), manifest, teacher)  # in memory with train
         sources = sources + teacher_sources
-    objective = build_objective(cfg)
+    objective = build_objective(cfg, teacher)
     f = cfg.fusion
     trainer = Trainer(
         model,
@@ -222,8 +222,15 @@ def _train(
     state = trainer.fit(resume=resume)
     if not world.is_main:
         return {}
+    model.logit_scale = objective.logit_scale()
     if cfg.trainer.select_best and state.best_step > 0:
         model.load_state_dict(load_safetensors(trainer.best_path))
+        best_objective = trainer.best_objective_path
+        if best_objective.exists():
+            objective.load_state_dict(load_safetensors(best_objective))
+            model.logit_scale = objective.logit_scale()
+        else:  # a run resumed from a version that kept only the best weights: scale unknown
+            model.logit_scale = None
     model.save(out / "model")
 
     metrics: dict[str, Any] = {}
